@@ -1,0 +1,64 @@
+"""anyws: a WebSocket client (RFC 6455 + RFC 7692) for trio and asyncio, on anyio.
+
+    async with anyws.open_websocket("wss://example.com/ws") as ws:
+        await ws.send("hello")
+        print(await ws.recv())
+"""
+
+from ._client import connect, open_websocket, process_exception, unix_connect
+from ._connection import ClientConnection, PongWaiter
+from ._exceptions import (
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidHandshake,
+    InvalidHeader,
+    InvalidMessage,
+    InvalidMessageType,
+    InvalidStatus,
+    InvalidUpgrade,
+    InvalidURI,
+    NegotiationError,
+    PayloadTooBig,
+    ProtocolError,
+    ProxyError,
+    SecurityError,
+    WebSocketError,
+)
+from ._protocol import State
+from ._types import Close, Data, Headers, Request, Response
+from ._version import __version__
+
+__all__ = [
+    "ClientConnection",
+    "Close",
+    "ConcurrencyError",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
+    "Data",
+    "Headers",
+    "InvalidHandshake",
+    "InvalidHeader",
+    "InvalidMessage",
+    "InvalidMessageType",
+    "InvalidStatus",
+    "InvalidURI",
+    "InvalidUpgrade",
+    "NegotiationError",
+    "PayloadTooBig",
+    "PongWaiter",
+    "ProtocolError",
+    "ProxyError",
+    "Request",
+    "Response",
+    "SecurityError",
+    "State",
+    "WebSocketError",
+    "__version__",
+    "connect",
+    "open_websocket",
+    "process_exception",
+    "unix_connect",
+]

@@ -1,0 +1,462 @@
+"""The opening handshake, sans-IO (RFC 6455 §4.1, RFC 7692 §5 and §7).
+
+`ClientHandshake` builds the upgrade request with h11 and validates the server's answer.
+Feed it bytes; it returns an outcome (`Accepted` or `Redirect`) once it has one, and raises
+an `InvalidHandshake` subclass when the server refuses or answers wrongly.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import h11
+from wsproto.extensions import Extension, PerMessageDeflate
+from wsproto.frame_protocol import FrameDecoder, FrameProtocol, Opcode, RsvBits
+
+from ._exceptions import (
+    InvalidHeader,
+    InvalidMessage,
+    InvalidStatus,
+    InvalidUpgrade,
+    NegotiationError,
+    SecurityError,
+)
+from ._types import Headers, HeadersLike, Request, Response
+from ._url import WebSocketURI
+from ._version import __version__
+
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+MAX_RESPONSE_HEAD = 2**16  # bytes of status line + headers accepted before SecurityError
+
+DEFAULT_USER_AGENT = (
+    f"Python/{sys.version_info.major}.{sys.version_info.minor} anyws/{__version__}"
+)
+
+DEFLATE_OFFER = "permessage-deflate; client_max_window_bits"
+
+
+def accept_key(key: str) -> str:
+    """Return the `Sec-WebSocket-Accept` value for a `Sec-WebSocket-Key` (RFC 6455 §4.2.2)."""
+    digest = hashlib.sha1((key + GUID).encode("ascii")).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def generate_key() -> str:
+    """Return a fresh `Sec-WebSocket-Key`: 16 random bytes, base64-encoded (RFC 6455 §4.1)."""
+    return base64.b64encode(os.urandom(16)).decode("ascii")
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The server accepted the upgrade.
+
+    Attributes:
+        response: the 101 response.
+        subprotocol: the subprotocol the server chose, or None.
+        extensions: the negotiated extensions, configured, ready for wsproto.
+        trailing_data: bytes received after the response: the start of the WebSocket stream.
+    """
+
+    response: Response
+    subprotocol: str | None
+    extensions: list[Extension]
+    trailing_data: bytes
+
+
+@dataclass(frozen=True)
+class Redirect:
+    """The server redirected the upgrade (3xx with a Location header)."""
+
+    response: Response
+    location: str
+
+
+class NegotiatedDeflate(PerMessageDeflate):
+    """wsproto's permessage-deflate with the parameters the server accepted (RFC 7692 §7.1).
+
+    Window bits of 8 are legal in RFC 7692, but zlib can't compress with a window of 256
+    bytes. Inflating with a larger window is always correct, so a server window of 8 is read
+    with 9; when the server limits *our* window to 8, we send messages uncompressed, which
+    RFC 7692 §6.1 allows ("An endpoint MAY send a message without compression").
+    """
+
+    def __init__(
+        self,
+        *,
+        client_no_context_takeover: bool,
+        server_no_context_takeover: bool,
+        client_max_window_bits: int,
+        server_max_window_bits: int,
+    ) -> None:
+        super().__init__(
+            client_no_context_takeover=client_no_context_takeover,
+            server_no_context_takeover=server_no_context_takeover,
+            client_max_window_bits=max(client_max_window_bits, 9),
+            server_max_window_bits=max(server_max_window_bits, 9),
+        )
+        self.compress_outbound = client_max_window_bits > 8
+        self.finalize("")
+
+    def frame_outbound(
+        self,
+        proto: FrameDecoder | FrameProtocol,
+        opcode: Opcode,
+        rsv: RsvBits,
+        data: bytes,
+        fin: bool,
+    ) -> tuple[RsvBits, bytes]:
+        """Compress outgoing data unless the server limited our window below zlib's minimum."""
+        if not self.compress_outbound:
+            return rsv, data
+        return super().frame_outbound(proto, opcode, rsv, data, fin)
+
+
+def _split_tokens(value: str) -> list[str]:
+    return [token.strip() for token in value.split(",") if token.strip()]
+
+
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def parse_extension_header(value: str) -> list[tuple[str, list[tuple[str, str | None]]]]:
+    """Parse a `Sec-WebSocket-Extensions` value (RFC 6455 §9.1) into (name, params) pairs.
+
+    Raises:
+        InvalidHeader: the value isn't well-formed.
+    """
+    pos = 0
+    length = len(value)
+
+    def fail() -> InvalidHeader:
+        return InvalidHeader("Sec-WebSocket-Extensions", value)
+
+    def skip_ows() -> None:
+        nonlocal pos
+        while pos < length and value[pos] in " \t":
+            pos += 1
+
+    def token() -> str:
+        nonlocal pos
+        start = pos
+        while pos < length and value[pos] in _TOKEN_CHARS:
+            pos += 1
+        if pos == start:
+            raise fail()
+        return value[start:pos]
+
+    def quoted_string() -> str:
+        nonlocal pos
+        pos += 1  # opening quote
+        chars: list[str] = []
+        while pos < length and value[pos] != '"':
+            if value[pos] == "\\":
+                pos += 1
+                if pos == length:
+                    raise fail()
+            chars.append(value[pos])
+            pos += 1
+        if pos == length:
+            raise fail()
+        pos += 1  # closing quote
+        return "".join(chars)
+
+    result: list[tuple[str, list[tuple[str, str | None]]]] = []
+    while True:
+        skip_ows()
+        if pos < length and value[pos] == ",":  # empty list elements are allowed (RFC 9110 §5.6.1)
+            pos += 1
+            continue
+        if pos == length:
+            break
+        name = token()
+        params: list[tuple[str, str | None]] = []
+        skip_ows()
+        while pos < length and value[pos] == ";":
+            pos += 1
+            skip_ows()
+            key = token()
+            skip_ows()
+            param_value: str | None = None
+            if pos < length and value[pos] == "=":
+                pos += 1
+                skip_ows()
+                param_value = quoted_string() if pos < length and value[pos] == '"' else token()
+                skip_ows()
+            params.append((key, param_value))
+        result.append((name, params))
+        if pos < length and value[pos] != ",":
+            raise fail()
+    return result
+
+
+def negotiate_deflate(params: list[tuple[str, str | None]]) -> NegotiatedDeflate:
+    """Configure permessage-deflate from the server's response parameters (RFC 7692 §7.1).
+
+    Raises:
+        NegotiationError: an unknown, repeated or malformed parameter.
+    """
+    seen: set[str] = set()
+    no_context_takeover = {"client_no_context_takeover": False, "server_no_context_takeover": False}
+    window_bits = {"client_max_window_bits": 15, "server_max_window_bits": 15}
+    for key, param_value in params:
+        if key in seen:
+            raise NegotiationError(f"duplicate permessage-deflate parameter: {key}")
+        seen.add(key)
+        if key in no_context_takeover:
+            if param_value is not None:
+                raise NegotiationError(f"permessage-deflate parameter {key} takes no value")
+            no_context_takeover[key] = True
+        elif key in window_bits:
+            # RFC 7692 §7.1.2: the value is a decimal 8..15 without leading zeros; a server
+            # must send one in its response.
+            if (
+                param_value is None
+                or not param_value.isdigit()
+                or param_value.startswith("0")
+                or not 8 <= int(param_value) <= 15
+            ):
+                raise NegotiationError(f"invalid permessage-deflate parameter: {key}={param_value}")
+            window_bits[key] = int(param_value)
+        else:
+            raise NegotiationError(f"unknown permessage-deflate parameter: {key}")
+    return NegotiatedDeflate(**no_context_takeover, **window_bits)
+
+
+def _format_params(params: list[tuple[str, str | None]]) -> str:
+    return "; ".join(key if value is None else f"{key}={value}" for key, value in params)
+
+
+class ClientHandshake:
+    """The client side of the opening handshake, without I/O.
+
+    Args:
+        uri: where to connect.
+        origin: the `Origin` header, or None.
+        subprotocols: subprotocols to offer, in order of preference.
+        extensions: wsproto extensions to offer, besides permessage-deflate.
+        compression: "deflate" to offer permessage-deflate, None not to.
+        additional_headers: extra request headers.
+        user_agent_header: the `User-Agent`, or None to omit it.
+        key: the `Sec-WebSocket-Key`; random by default (tests pin it).
+    """
+
+    def __init__(
+        self,
+        uri: WebSocketURI,
+        *,
+        origin: str | None = None,
+        subprotocols: Sequence[str] | None = None,
+        extensions: Sequence[Extension] | None = None,
+        compression: str | None = "deflate",
+        additional_headers: HeadersLike | None = None,
+        user_agent_header: str | None = DEFAULT_USER_AGENT,
+        key: str | None = None,
+    ) -> None:
+        self.key = generate_key() if key is None else key
+        self.subprotocols = list(subprotocols or ())
+        self.extensions = list(extensions or ())
+        self._deflate_offered = compression == "deflate" and not any(
+            ext.name == PerMessageDeflate.name for ext in self.extensions
+        )
+
+        extra = Headers(additional_headers)
+        headers: list[tuple[str, str]] = [
+            ("Host", uri.host_header),
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", self.key),
+            ("Sec-WebSocket-Version", "13"),
+        ]
+        if origin is not None:
+            headers.append(("Origin", origin))
+        offers = [DEFLATE_OFFER] if self._deflate_offered else []
+        for ext in self.extensions:
+            offer = ext.offer()
+            if offer:
+                offers.append(ext.name if offer is True else f"{ext.name}; {offer}")
+        if offers:
+            headers.append(("Sec-WebSocket-Extensions", ", ".join(offers)))
+        if self.subprotocols:
+            headers.append(("Sec-WebSocket-Protocol", ", ".join(self.subprotocols)))
+        if uri.user_info is not None and "Authorization" not in extra:
+            credentials = base64.b64encode(":".join(uri.user_info).encode()).decode("ascii")
+            headers.append(("Authorization", f"Basic {credentials}"))
+        headers.extend(extra.raw_items())
+        if user_agent_header is not None and "User-Agent" not in extra:
+            headers.append(("User-Agent", user_agent_header))
+
+        self.request = Request(path=uri.resource_name, headers=Headers(headers))
+        self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_RESPONSE_HEAD)
+        self._rejection: Response | None = None
+        self._body = bytearray()
+        self._eof_received = False
+
+    def data_to_send(self) -> bytes:
+        """Return the bytes of the upgrade request.
+
+        Raises:
+            ValueError: a header name or value isn't valid HTTP (e.g. contains a newline).
+        """
+        try:
+            request = h11.Request(
+                method="GET", target=self.request.path, headers=self.request.headers.raw_items()
+            )
+        except h11.LocalProtocolError as exc:
+            raise ValueError(f"invalid handshake request: {exc}") from None
+        return (self._h11.send(request) or b"") + (self._h11.send(h11.EndOfMessage()) or b"")
+
+    def receive_data(self, data: bytes) -> Accepted | Redirect | None:
+        """Feed bytes from the server; return the outcome once it is known, else None.
+
+        Raises:
+            InvalidStatus: the server answered with a status other than 101.
+            InvalidUpgrade, InvalidHeader: a 101 response with wrong headers.
+            NegotiationError: the server chose something we didn't offer.
+            SecurityError: the response head exceeds `MAX_RESPONSE_HEAD` bytes.
+            InvalidMessage: the response isn't valid HTTP/1.1.
+        """
+        self._h11.receive_data(data)
+        return self._process()
+
+    def receive_eof(self) -> Accepted | Redirect | None:
+        """Tell the handshake that the server closed the connection.
+
+        Raises:
+            InvalidStatus: a rejection whose body was cut short by the close.
+            InvalidMessage: the connection closed before a complete response head.
+        """
+        if self._rejection is not None:
+            raise InvalidStatus(self._rejected_response(truncated=False))
+        self._eof_received = True
+        self._h11.receive_data(b"")
+        return self._process()
+
+    def _rejected_response(self, *, truncated: bool) -> Response:
+        assert self._rejection is not None
+        return Response(
+            status_code=self._rejection.status_code,
+            reason_phrase=self._rejection.reason_phrase,
+            headers=self._rejection.headers,
+            body=bytes(self._body),
+            body_truncated=truncated,
+        )
+
+    def _process(self) -> Accepted | Redirect | None:
+        while True:
+            try:
+                event = self._h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                if exc.error_status_hint == 431:
+                    raise SecurityError(
+                        f"handshake response exceeds {MAX_RESPONSE_HEAD} bytes"
+                    ) from None
+                if self._rejection is not None:
+                    # A broken body after a rejection: the status is the news.
+                    raise InvalidStatus(self._rejected_response(truncated=False)) from None
+                if self._eof_received:
+                    raise InvalidMessage("connection closed while reading HTTP response") from EOFError(str(exc))
+                raise InvalidMessage(f"invalid HTTP response: {exc}") from None
+            if event is h11.NEED_DATA:
+                return None
+            if isinstance(event, h11.InformationalResponse):
+                if event.status_code == 101:
+                    return self._accept(event)
+                continue  # 1xx interim responses precede the real one (RFC 9110 §15.2)
+            if isinstance(event, h11.Response):
+                response = Response(
+                    status_code=event.status_code,
+                    reason_phrase=event.reason.decode("latin-1"),
+                    headers=decode_headers(event.headers.raw_items()),
+                )
+                location = response.headers.get("Location")
+                if event.status_code in REDIRECT_STATUSES and location:
+                    return Redirect(response, location)
+                self._rejection = response
+            elif isinstance(event, h11.Data):
+                room = Response.MAX_BODY - len(self._body)
+                self._body += event.data[:room]
+                if len(event.data) > room:
+                    raise InvalidStatus(self._rejected_response(truncated=True))
+            elif isinstance(event, h11.EndOfMessage):
+                raise InvalidStatus(self._rejected_response(truncated=False))
+            else:
+                # h11.ConnectionClosed: the server closed before any response.
+                raise InvalidMessage("connection closed while reading HTTP response") from EOFError()
+
+    def _accept(self, event: h11.InformationalResponse) -> Accepted:
+        headers = decode_headers(event.headers.raw_items())
+        response = Response(101, event.reason.decode("latin-1"), headers)
+
+        # RFC 6455 §4.1, server response validation, items 2 to 6.
+        upgrade = headers.get("Upgrade")
+        if upgrade is None:
+            raise InvalidUpgrade("Upgrade")
+        if [token.lower() for token in _split_tokens(upgrade)] != ["websocket"]:
+            raise InvalidUpgrade("Upgrade", upgrade)
+        connection = headers.get("Connection")
+        if connection is None:
+            raise InvalidUpgrade("Connection")
+        if "upgrade" not in (token.lower() for token in _split_tokens(connection)):
+            raise InvalidUpgrade("Connection", connection)
+
+        accept_values = headers.get_all("Sec-WebSocket-Accept")
+        if not accept_values:
+            raise InvalidHeader("Sec-WebSocket-Accept")
+        if len(accept_values) > 1 or accept_values[0].strip() != accept_key(self.key):
+            raise InvalidHeader("Sec-WebSocket-Accept", ", ".join(accept_values))
+
+        extensions = self._negotiate_extensions(headers.get_all("Sec-WebSocket-Extensions"))
+        subprotocol = self._negotiate_subprotocol(headers.get_all("Sec-WebSocket-Protocol"))
+
+        trailing_data, _ = self._h11.trailing_data
+        return Accepted(response, subprotocol, extensions, bytes(trailing_data))
+
+    def _negotiate_extensions(self, values: list[str]) -> list[Extension]:
+        accepted: list[Extension] = []
+        used: set[str] = set()
+        for value in values:
+            for name, params in parse_extension_header(value):
+                if name in used:
+                    raise NegotiationError(f"extension {name} accepted twice")
+                used.add(name)
+                if name == PerMessageDeflate.name and self._deflate_offered:
+                    accepted.append(negotiate_deflate(params))
+                    continue
+                for ext in self.extensions:
+                    if ext.name == name:
+                        try:
+                            ext.finalize(_format_params(params))
+                        except ValueError as exc:
+                            raise NegotiationError(
+                                f"invalid parameters for extension {name}: {exc}"
+                            ) from None
+                        accepted.append(ext)
+                        break
+                else:
+                    raise NegotiationError(f"server accepted an extension we didn't offer: {name}")
+        return accepted
+
+    def _negotiate_subprotocol(self, values: list[str]) -> str | None:
+        if not values:
+            return None
+        tokens = [token for value in values for token in _split_tokens(value)]
+        if len(tokens) != 1:
+            raise NegotiationError(f"server chose several subprotocols: {', '.join(tokens)}")
+        if tokens[0] not in self.subprotocols:
+            offered = ", ".join(self.subprotocols) or "none"
+            raise NegotiationError(
+                f"server chose a subprotocol we didn't offer: {tokens[0]} (offered: {offered})"
+            )
+        return tokens[0]
+
+
+def decode_headers(raw: list[tuple[bytes, bytes]]) -> Headers:
+    """Turn h11's raw header pairs into `Headers`."""
+    # Header values are opaque octets (RFC 9110 §5.5); latin-1 maps each to one character.
+    return Headers((name.decode("latin-1"), value.decode("latin-1")) for name, value in raw)

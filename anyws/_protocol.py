@@ -1,0 +1,398 @@
+"""The WebSocket connection after the handshake, sans-IO (RFC 6455 §5-§7, RFC 7692 §6).
+
+`ClientProtocol` wraps wsproto's `Connection`: feed it received bytes, read back whole
+messages and pong acknowledgements; ask it to send and collect the bytes to write. It holds
+every protocol rule the driver relies on: message reassembly, `max_size` on the decompressed
+size (close 1009), failing the connection on bad input (1002/1007 via wsproto), close-code
+rules, the close handshake and ping bookkeeping. It never imports anyio.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from wsproto.connection import Connection, ConnectionState, ConnectionType
+from wsproto.events import (
+    BytesMessage,
+    CloseConnection,
+    Message,
+    Ping,
+    Pong,
+    TextMessage,
+)
+from wsproto.extensions import Extension
+
+from ._exceptions import (
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    PayloadTooBig,
+    ProtocolError,
+)
+from ._types import Close, Data
+
+# Close codes after which a closed connection counts as normal (as in `websockets`): 1005 is
+# what an empty close frame is reported as (RFC 6455 §7.1.5).
+OK_CLOSE_CODES = frozenset({1000, 1001, 1005})
+
+# Codes an endpoint may put in a close frame (RFC 6455 §7.4.1, §7.4.2 and the IANA registry):
+# 1004-1006 and 1015 are reserved and never sent.
+SENDABLE_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
+MAX_CLOSE_REASON = 123  # bytes: a control frame payload is at most 125 (RFC 6455 §5.5)
+
+# Deflate expands input by at most about 1032:1. Feeding compressed input in slices of
+# max_size / 1024 bytes bounds what one inflate call can produce to about max_size, so a
+# deflate bomb is caught after at most twice max_size is held (RFC 7692 §8.1 warns of this).
+_INFLATE_RATIO = 1024
+_MIN_INFLATE_SLICE = 1024
+
+
+@dataclass(frozen=True)
+class PongReceived:
+    """A pong arrived; it acknowledges `payloads`: the ping it answers and every earlier one
+    still waiting (a pong answers the most recent ping, RFC 6455 §5.5.3)."""
+
+    payloads: list[bytes]
+
+
+class State(enum.Enum):
+    """Where the connection stands, for the driver."""
+
+    OPEN = "open"
+    """Messages flow both ways."""
+    CLOSING = "closing"
+    """A close frame was sent or received (or the connection failed); no more sending."""
+    CLOSED = "closed"
+    """The transport ended."""
+
+
+def validate_close(code: int, reason: str) -> None:
+    """Check a close code and reason that the application wants to send.
+
+    Raises:
+        ProtocolError: the code may not be sent (RFC 6455 §7.4), or the reason is longer than
+            123 bytes in UTF-8.
+    """
+    if code not in SENDABLE_CLOSE_CODES and not 3000 <= code <= 4999:
+        raise ProtocolError(f"invalid close code: {code} (RFC 6455 §7.4)")
+    if len(reason.encode("utf-8")) > MAX_CLOSE_REASON:
+        raise ProtocolError(f"close reason is longer than {MAX_CLOSE_REASON} bytes in UTF-8")
+
+
+class ClientProtocol:
+    """A client-side WebSocket connection, without I/O.
+
+    Args:
+        extensions: the extensions negotiated in the handshake.
+        max_size: the largest message accepted, in bytes after decompression; None: no limit.
+    """
+
+    def __init__(self, extensions: Sequence[Extension] = (), *, max_size: int | None = 2**20) -> None:
+        self._ws = Connection(ConnectionType.CLIENT, list(extensions))
+        self.max_size = max_size
+        self._inflate_slice: int | None = None
+        if max_size is not None and any(ext.name == "permessage-deflate" for ext in extensions):
+            self._inflate_slice = max(max_size // _INFLATE_RATIO, _MIN_INFLATE_SLICE)
+
+        self._fragments: list[Data] = []
+        self._size = 0
+        self._control_out: list[bytes] = []
+        self._data_out: list[bytes] = []
+        self.outbox_size = 0
+        self._pings: dict[bytes, None] = {}
+
+        self.close_rcvd: Close | None = None
+        self.close_sent: Close | None = None
+        self.close_rcvd_then_sent: bool | None = None
+        self.failure: BaseException | None = None
+        self._failure_reported = False
+        self.eof_received = False
+
+    # -- state ----------------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """OPEN, CLOSING or CLOSED (see `State`)."""
+        if self.eof_received:
+            return State.CLOSED
+        if self.failure is None and self._ws.state is ConnectionState.OPEN:
+            return State.OPEN
+        return State.CLOSING
+
+    @property
+    def incoming_done(self) -> bool:
+        """True once no further message can arrive."""
+        return self.eof_received or self.close_rcvd is not None or self.failure is not None
+
+    def close_exc(self) -> ConnectionClosed:
+        """Return the exception that describes how the connection closed (so far).
+
+        `ConnectionClosedOK` if both close frames carry a normal code, else
+        `ConnectionClosedError` with the detected failure as its `__cause__`.
+        """
+        rcvd, sent = self.close_rcvd, self.close_sent
+        exc: ConnectionClosed
+        if (
+            self.failure is None
+            and rcvd is not None
+            and sent is not None
+            and rcvd.code in OK_CLOSE_CODES
+            and sent.code in OK_CLOSE_CODES
+        ):
+            exc = ConnectionClosedOK(rcvd, sent, self.close_rcvd_then_sent)
+        else:
+            exc = ConnectionClosedError(rcvd, sent, self.close_rcvd_then_sent)
+        exc.__cause__ = self.failure
+        return exc
+
+    def receive_exc(self) -> BaseException:
+        """Return the exception a receiver gets when no message is left.
+
+        The first receiver after a `PayloadTooBig` gets that exception itself (it says what
+        happened to the message it was waiting for); everyone else `close_exc()`.
+        """
+        if isinstance(self.failure, PayloadTooBig) and not self._failure_reported:
+            self._failure_reported = True
+            return self.failure
+        return self.close_exc()
+
+    # -- receiving ------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray) -> list[Data | PongReceived]:
+        """Feed bytes received from the server; return the messages and pongs they complete.
+
+        Data after the connection failed or after the server's close frame is discarded
+        (RFC 6455 §5.5.1: nothing follows a close frame).
+        """
+        received: list[Data | PongReceived] = []
+        if self.incoming_done:
+            return received
+        step = self._inflate_slice
+        if step is None or len(data) <= step:
+            self._ws.receive_data(bytes(data))
+            self._process_events(received)
+        else:
+            view = memoryview(data)
+            for start in range(0, len(data), step):
+                self._ws.receive_data(bytes(view[start : start + step]))
+                self._process_events(received)
+                if self.incoming_done:
+                    break
+        return received
+
+    def receive_eof(self, cause: BaseException | None = None) -> None:
+        """Tell the protocol that the transport ended (EOF, reset, or aborted).
+
+        Without a close frame from the server, this is an abnormal closure (1006): `cause`
+        (e.g. the OSError seen) becomes the failure.
+        """
+        if self.eof_received:
+            return
+        self.eof_received = True
+        self._fragments.clear()
+        if self.close_rcvd is None and self.failure is None:
+            self.failure = cause
+
+    def _process_events(self, received: list[Data | PongReceived]) -> None:
+        for event in self._ws.events():
+            if isinstance(event, Message):
+                self._on_message_chunk(event, received)
+            elif isinstance(event, Ping):
+                if self._ws.state is ConnectionState.OPEN:
+                    # RFC 6455 §5.5.2: answer with a pong carrying the same payload.
+                    self._queue_control(self._ws.send(event.response()))
+            elif isinstance(event, Pong):
+                acknowledged = self._acknowledge(bytes(event.payload))
+                if acknowledged:
+                    received.append(PongReceived(acknowledged))
+            elif isinstance(event, CloseConnection):  # pragma: no branch (no other event types)
+                self._on_close(event)
+            if self.incoming_done:
+                return
+
+    def _on_message_chunk(
+        self, event: TextMessage | BytesMessage | Message[bytes], received: list[Data | PongReceived]
+    ) -> None:
+        chunk = event.data
+        if self.max_size is not None:
+            if isinstance(chunk, str):
+                self._size += len(chunk) if chunk.isascii() else len(chunk.encode("utf-8"))
+            else:
+                self._size += len(chunk)
+            if self._size > self.max_size:
+                size, self._size = self._size, 0
+                self._fragments.clear()
+                self._fail(1009, "message too big", PayloadTooBig(size, self.max_size))
+                return
+        if event.message_finished and not self._fragments:
+            received.append(bytes(chunk) if isinstance(chunk, bytearray) else chunk)
+            self._size = 0
+            return
+        self._fragments.append(bytes(chunk) if isinstance(chunk, bytearray) else chunk)
+        if event.message_finished:
+            fragments, self._fragments = self._fragments, []
+            self._size = 0
+            if isinstance(fragments[0], str):
+                received.append("".join(fragments))  # type: ignore[arg-type]
+            else:
+                received.append(b"".join(fragments))  # type: ignore[arg-type]
+
+    def _on_close(self, event: CloseConnection) -> None:
+        state = self._ws.state
+        if state in (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING):
+            # wsproto reports a frame it can't parse as a CloseConnection without changing
+            # state: the server broke the protocol (bad opcode, bad UTF-8 → 1007, ...).
+            self._fail(event.code, event.reason or "protocol error", ProtocolError(
+                f"server violated the protocol: {event.reason or event.code}", event.code
+            ))
+            return
+        self.close_rcvd = Close(int(event.code), event.reason or "")
+        self._fragments.clear()
+        if state is ConnectionState.REMOTE_CLOSING:
+            # RFC 6455 §5.5.1: answer a close with a close, echoing the status code.
+            self.close_rcvd_then_sent = True
+            self.close_sent = Close(int(event.code), event.reason or "")
+            self._queue_data(self._ws.send(event.response()))
+        # Otherwise (CLOSED) our close went first: the handshake is now complete.
+
+    def _acknowledge(self, payload: bytes) -> list[bytes]:
+        if payload not in self._pings:
+            return []  # an unsolicited pong is allowed and ignored (RFC 6455 §5.5.3)
+        acknowledged: list[bytes] = []
+        for waiting in self._pings:
+            acknowledged.append(waiting)
+            if waiting == payload:
+                break
+        for waiting in acknowledged:
+            del self._pings[waiting]
+        return acknowledged
+
+    # -- sending --------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self.state is not State.OPEN:
+            raise self.close_exc()
+
+    def send_message(self, message: Data | bytearray | memoryview) -> None:
+        """Queue one message: `str` as text, bytes-like as binary.
+
+        Raises:
+            ConnectionClosed: the connection is closing or closed.
+            TypeError: the message is neither str nor bytes-like.
+        """
+        self._check_open()
+        payload = _payload(message)
+        self._queue_data(self._ws.send(Message(data=payload, message_finished=True)))
+
+    def send_fragments(self, fragments: Sequence[Data | bytearray | memoryview]) -> None:
+        """Queue one message made of several frames, one per fragment (RFC 6455 §5.4).
+
+        Nothing is queued unless every fragment is valid, so a message is never half-sent.
+        An empty sequence sends nothing.
+
+        Raises:
+            ConnectionClosed: the connection is closing or closed.
+            TypeError: fragments mix str and bytes, or one is neither.
+        """
+        self._check_open()
+        payloads = [_payload(fragment) for fragment in fragments]
+        if not payloads:
+            return
+        is_text = isinstance(payloads[0], str)
+        if any(isinstance(payload, str) is not is_text for payload in payloads):
+            raise TypeError("all fragments of a message must be str, or all bytes-like")
+        last = len(payloads) - 1
+        frames = [
+            self._ws.send(Message(data=payload, message_finished=index == last))
+            for index, payload in enumerate(payloads)
+        ]
+        for frame in frames:
+            self._queue_data(frame)
+
+    def send_ping(self, payload: bytes) -> None:
+        """Queue a ping; its pong will be reported by a `PongReceived`.
+
+        Raises:
+            ConnectionClosed: the connection is closing or closed.
+            ConcurrencyError: a ping with the same payload is still waiting for its pong.
+            ValueError: the payload is longer than 125 bytes (RFC 6455 §5.5).
+        """
+        self._check_open()
+        _check_control_payload(payload)
+        if payload in self._pings:
+            raise ConcurrencyError("already waiting for a pong with the same payload")
+        self._pings[payload] = None
+        self._queue_control(self._ws.send(Ping(payload=payload)))
+
+    def send_pong(self, payload: bytes) -> None:
+        """Queue an unsolicited pong (RFC 6455 §5.5.3: a unidirectional heartbeat).
+
+        Raises:
+            ConnectionClosed: the connection is closing or closed.
+            ValueError: the payload is longer than 125 bytes (RFC 6455 §5.5).
+        """
+        self._check_open()
+        _check_control_payload(payload)
+        self._queue_control(self._ws.send(Pong(payload=payload)))
+
+    def send_close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake (RFC 6455 §7.1.2); no-op if it has already started.
+
+        The close frame is queued after the data frames already queued: nothing may follow
+        it (RFC 6455 §5.5.1), and what was sent before must arrive.
+
+        Raises:
+            ProtocolError: the code or reason may not be sent (see `validate_close`).
+        """
+        validate_close(code, reason)
+        if self.state is not State.OPEN:
+            return
+        self.close_sent = Close(code, reason)
+        self.close_rcvd_then_sent = False
+        self._queue_data(self._ws.send(CloseConnection(code=code, reason=reason)))
+
+    def fail(self, code: int, reason: str, cause: BaseException) -> None:
+        """Fail the connection (RFC 6455 §7.1.7): send a close frame if still possible and
+        record `cause` as the reason every later call raises."""
+        self._fail(code, reason, cause)
+
+    def _fail(self, code: int, reason: str, cause: BaseException) -> None:
+        if self.failure is not None:
+            return
+        if self._ws.state is ConnectionState.OPEN:
+            self.close_sent = Close(code, reason)
+            self.close_rcvd_then_sent = False
+            self._queue_data(self._ws.send(CloseConnection(code=code, reason=reason)))
+        self.failure = cause
+
+    def _queue_control(self, frame: bytes) -> None:
+        self._control_out.append(frame)
+        self.outbox_size += len(frame)
+
+    def _queue_data(self, frame: bytes) -> None:
+        self._data_out.append(frame)
+        self.outbox_size += len(frame)
+
+    def data_to_send(self) -> list[bytes]:
+        """Return and forget the frames to write, control frames (ping, pong) first."""
+        frames = self._control_out + self._data_out if self._control_out else self._data_out
+        self._control_out = []
+        self._data_out = []
+        self.outbox_size = 0
+        return frames
+
+
+def _payload(message: object) -> str | bytes:
+    if isinstance(message, (str, bytes)):
+        return message
+    if isinstance(message, (bytearray, memoryview)):
+        return bytes(message)
+    raise TypeError(f"a message must be str or bytes-like, not {type(message).__name__}")
+
+
+def _check_control_payload(payload: bytes) -> None:
+    if len(payload) > 125:
+        raise ValueError("a ping or pong payload is at most 125 bytes (RFC 6455 §5.5)")
