@@ -1,8 +1,8 @@
 """anyws: a WebSocket client (RFC 6455 + RFC 7692) for trio and asyncio, on anyio.
 
-    async with anyws.open_websocket("wss://example.com/ws") as ws:
-        await ws.send("hello")
-        print(await ws.recv())
+async with anyws.open_websocket("wss://example.com/ws") as ws:
+    await ws.send("hello")
+    print(await ws.recv())
 """
 
 from ._client import connect, open_websocket, process_exception, unix_connect

@@ -1,7 +1,8 @@
 """`open_websocket` (= `connect`) and `unix_connect`: option checking, the transport (TCP
 with happy eyeballs, TLS, Unix socket, HTTP proxy), the opening handshake under
 `open_timeout`, redirects, and the task group the connection's tasks live in. This is the
-one place where exception groups are unwrapped."""
+one place where exception groups are unwrapped.
+"""
 
 from __future__ import annotations
 
@@ -57,9 +58,12 @@ def _check_size(name: str, value: object, *, allow_none: bool) -> int | None:
     return value
 
 
-def _check_limit_pair(name: str, value: object, *, allow_none: bool) -> tuple[int | None, int | None]:
+def _check_limit_pair(
+    name: str, value: object, *, allow_none: bool
+) -> tuple[int | None, int | None]:
     """`max_queue` / `write_limit` take a high-water mark, or (high, low) as in `websockets`;
-    the low-water mark defaults to a quarter of the high one."""
+    the low-water mark defaults to a quarter of the high one.
+    """
     if isinstance(value, tuple):
         if len(value) != 2:
             raise ValueError(f"{name} must be an int or a (high, low) pair, not {value!r}")
@@ -67,8 +71,11 @@ def _check_limit_pair(name: str, value: object, *, allow_none: bool) -> tuple[in
         low = value[1]
         if low is None:
             low = None if high is None else high // 4
-        elif isinstance(low, bool) or not isinstance(low, int) or low < 0 or (
-            high is not None and low > high
+        elif (
+            isinstance(low, bool)
+            or not isinstance(low, int)
+            or low < 0
+            or (high is not None and low > high)
         ):
             raise ValueError(f"{name}: low-water mark must be an int in 0..high, not {low!r}")
         return high, low
@@ -78,7 +85,8 @@ def _check_limit_pair(name: str, value: object, *, allow_none: bool) -> tuple[in
 
 def _resolve_proxy(proxy: str | bool | None, uri: WebSocketURI) -> WebSocketURI | None:
     """Return the proxy to go through, or None. `True` reads the environment like
-    `urllib.request` (HTTPS_PROXY for wss, HTTP_PROXY for ws, NO_PROXY honoured)."""
+    `urllib.request` (HTTPS_PROXY for wss, HTTP_PROXY for ws, NO_PROXY honoured).
+    """
     if proxy is None or proxy is False:
         return None
     if proxy is True:
@@ -100,7 +108,10 @@ def _resolve_proxy(proxy: str | bool | None, uri: WebSocketURI) -> WebSocketURI 
         raise ProxyError(f"invalid proxy URL {proxy!r}: no host")
     user_info = None
     if parsed.username is not None:
-        user_info = (urllib.parse.unquote(parsed.username), urllib.parse.unquote(parsed.password or ""))
+        user_info = (
+            urllib.parse.unquote(parsed.username),
+            urllib.parse.unquote(parsed.password or ""),
+        )
     secure = parsed.scheme == "https"
     return WebSocketURI(
         secure=secure,
@@ -160,7 +171,8 @@ class _Options:
         self.max_size = _check_size("max_size", max_size, allow_none=True)
         max_queue_high, max_queue_low = _check_limit_pair("max_queue", max_queue, allow_none=True)
         write_high, write_low = _check_limit_pair("write_limit", write_limit, allow_none=False)
-        assert write_high is not None and write_low is not None
+        assert write_high is not None
+        assert write_low is not None
         self.limits = Limits(
             max_queue_high=max_queue_high,
             max_queue_low=max_queue_low,
@@ -191,7 +203,8 @@ class _Options:
 
 class _WebSocketContext:
     """What `open_websocket()` returns: an async context manager that yields an open
-    `ClientConnection` and closes it on exit."""
+    `ClientConnection` and closes it on exit.
+    """
 
     def __init__(self, uri: str, options: _Options) -> None:
         self._uri = uri
@@ -318,7 +331,8 @@ class _WebSocketContext:
         traceback: TracebackType | None,
     ) -> None:
         connection, task_group = self._connection, self._task_group
-        assert connection is not None and task_group is not None
+        assert connection is not None
+        assert task_group is not None
         cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
         # Closing is shielded from the cancellation that may be ending the block, and
         # bounded by close_timeout instead.
@@ -338,7 +352,9 @@ class _WebSocketContext:
         self._task_group = None
 
 
-async def _exchange(stream: anyio.abc.ByteStream, handshake: ClientHandshake) -> Accepted | Redirect:
+async def _exchange(
+    stream: anyio.abc.ByteStream, handshake: ClientHandshake
+) -> Accepted | Redirect:
     """Send the upgrade request and read until the handshake has an outcome."""
     try:
         await stream.send(handshake.data_to_send())
@@ -369,7 +385,9 @@ async def _open_tunnel(proxy: WebSocketURI, uri: WebSocketURI) -> anyio.abc.Byte
     try:
         stream: anyio.abc.ByteStream = await anyio.connect_tcp(proxy.host, proxy.port)
     except OSError as exc:
-        raise ProxyError(f"failed to connect to the proxy {proxy.host}:{proxy.port}: {exc}") from exc
+        raise ProxyError(
+            f"failed to connect to the proxy {proxy.host}:{proxy.port}: {exc}"
+        ) from exc
     try:
         if proxy.secure:
             stream = await TLSStream.wrap(
@@ -384,7 +402,9 @@ async def _open_tunnel(proxy: WebSocketURI, uri: WebSocketURI) -> anyio.abc.Byte
             credentials = base64.b64encode(":".join(proxy.user_info).encode()).decode("ascii")
             headers.append(("Proxy-Authorization", f"Basic {credentials}"))
         client = h11.Connection(h11.CLIENT)
-        await stream.send(client.send(h11.Request(method="CONNECT", target=target, headers=headers)) or b"")
+        await stream.send(
+            client.send(h11.Request(method="CONNECT", target=target, headers=headers)) or b""
+        )
         while True:
             event = client.next_event()
             if event is h11.NEED_DATA:
@@ -440,7 +460,7 @@ def open_websocket(
     unix_socket: str | os.PathLike[str] | None = None,
     proxy: str | bool | None = True,
 ) -> _WebSocketContext:
-    """Connect to a WebSocket server: `async with open_websocket(uri) as ws: ...`.
+    """Open a WebSocket connection; use the result with `async with ... as ws:`.
 
     The connection's reader, writer and heartbeat tasks run in a task group of its own,
     entered and left by the `async with`. Leaving the block closes the connection (1000, or

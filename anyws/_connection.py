@@ -138,7 +138,8 @@ class ClientConnection:
     @property
     def close_code(self) -> int | None:
         """The close code received from the server: None while the connection isn't closed,
-        1006 if it closed without a close frame (RFC 6455 §7.1.5)."""
+        1006 if it closed without a close frame (RFC 6455 §7.1.5).
+        """
         if not self.closed:
             return None
         rcvd = self._protocol.close_rcvd
@@ -147,7 +148,8 @@ class ClientConnection:
     @property
     def close_reason(self) -> str | None:
         """The close reason received from the server: None while the connection isn't
-        closed, "" if there was none."""
+        closed, "" if there was none.
+        """
         if not self.closed:
             return None
         rcvd = self._protocol.close_rcvd
@@ -240,7 +242,8 @@ class ClientConnection:
 
     async def __anext__(self) -> Data:
         """Receive the next message; the iteration ends quietly on a normal close
-        (1000/1001) and raises `ConnectionClosedError` on an abnormal one."""
+        (1000/1001) and raises `ConnectionClosedError` on an abnormal one.
+        """
         try:
             return await self.recv()
         except ConnectionClosedOK:
@@ -370,7 +373,8 @@ class ClientConnection:
 
     async def _shutdown(self, code: int, reason: str, *, wait: bool) -> None:
         """Close when the `async with` block ends: the full handshake if `wait`, else
-        (the block was cancelled) only as long as it takes to write the close frame."""
+        (the block was cancelled) only as long as it takes to write the close frame.
+        """
         self._protocol.send_close(code, reason)
         self._outbox_ready.set()
         self._stop_pausing_reader()
@@ -380,12 +384,15 @@ class ClientConnection:
             else:
                 await self._wait_flushed()
         await self._abort(
-            None if wait else ConnectionAbortedError("closed without waiting: the block was cancelled")
+            None
+            if wait
+            else ConnectionAbortedError("closed without waiting: the block was cancelled")
         )
 
     async def _abort(self, cause: BaseException | None = None) -> None:
         """Drop the transport, whatever state the close handshake is in; `cause` explains
-        the abnormal closure if the server's close frame never came."""
+        the abnormal closure if the server's close frame never came.
+        """
         if not self._transport_closed.is_set():
             await anyio.aclose_forcefully(self._stream)
             self._connection_lost(cause or _CloseTimeout())
@@ -514,7 +521,8 @@ class ClientConnection:
 
     async def _heartbeat_loop(self) -> None:
         """Ping every `ping_interval`; fail the connection with 1011 if a pong takes longer
-        than `ping_timeout`. Never raises."""
+        than `ping_timeout`. Never raises.
+        """
         interval = self._limits.ping_interval
         assert interval is not None
         while True:
@@ -528,9 +536,11 @@ class ClientConnection:
                 await waiter._event.wait()
             if not waiter.done():
                 self.logger.debug("keepalive ping timeout: failing the connection")
-                self._protocol.fail(1011, "keepalive ping timeout", TimeoutError(
-                    f"no pong within ping_timeout={self._limits.ping_timeout}s"
-                ))
+                self._protocol.fail(
+                    1011,
+                    "keepalive ping timeout",
+                    TimeoutError(f"no pong within ping_timeout={self._limits.ping_timeout}s"),
+                )
                 self._wake_everyone()
                 # The peer is unresponsive: write the close frame if the socket takes it,
                 # then drop the transport without waiting for an answer.

@@ -51,7 +51,8 @@ class InvalidHandshake(WebSocketError):
 
 class InvalidMessage(InvalidHandshake):
     """The server's handshake response isn't well-formed HTTP/1.1 (or the connection ended
-    before a complete response arrived)."""
+    before a complete response arrived).
+    """
 
 
 class InvalidStatus(InvalidHandshake):
@@ -99,7 +100,8 @@ class NegotiationError(InvalidHandshake):
 
 class SecurityError(InvalidHandshake):
     """A limit was exceeded (oversized response, too many redirects) or a redirect would
-    downgrade `wss://` to `ws://`."""
+    downgrade `wss://` to `ws://`.
+    """
 
 
 class ProxyError(InvalidHandshake):

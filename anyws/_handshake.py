@@ -34,9 +34,7 @@ GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 MAX_RESPONSE_HEAD = 2**16  # bytes of status line + headers accepted before SecurityError
 
-DEFAULT_USER_AGENT = (
-    f"Python/{sys.version_info.major}.{sys.version_info.minor} anyws/{__version__}"
-)
+DEFAULT_USER_AGENT = f"Python/{sys.version_info.major}.{sys.version_info.minor} anyws/{__version__}"
 
 DEFLATE_OFFER = "permessage-deflate; client_max_window_bits"
 
@@ -121,7 +119,9 @@ def _split_tokens(value: str) -> list[str]:
     return [token.strip() for token in value.split(",") if token.strip()]
 
 
-_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_TOKEN_CHARS = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
 
 
 def parse_extension_header(value: str) -> list[tuple[str, list[tuple[str, str | None]]]]:
@@ -225,11 +225,17 @@ def negotiate_deflate(params: list[tuple[str, str | None]]) -> NegotiatedDeflate
             window_bits[key] = int(param_value)
         else:
             raise NegotiationError(f"unknown permessage-deflate parameter: {key}")
-    return NegotiatedDeflate(**no_context_takeover, **window_bits)
+    return NegotiatedDeflate(
+        client_no_context_takeover=no_context_takeover["client_no_context_takeover"],
+        server_no_context_takeover=no_context_takeover["server_no_context_takeover"],
+        client_max_window_bits=window_bits["client_max_window_bits"],
+        server_max_window_bits=window_bits["server_max_window_bits"],
+    )
 
 
-def _format_params(params: list[tuple[str, str | None]]) -> str:
-    return "; ".join(key if value is None else f"{key}={value}" for key, value in params)
+def _format_extension(name: str, params: list[tuple[str, str | None]]) -> str:
+    # The form wsproto's Extension.finalize() expects: the accepted extension as sent.
+    return "; ".join([name, *(key if value is None else f"{key}={value}" for key, value in params)])
 
 
 class ClientHandshake:
@@ -360,7 +366,9 @@ class ClientHandshake:
                     # A broken body after a rejection: the status is the news.
                     raise InvalidStatus(self._rejected_response(truncated=False)) from None
                 if self._eof_received:
-                    raise InvalidMessage("connection closed while reading HTTP response") from EOFError(str(exc))
+                    raise InvalidMessage(
+                        "connection closed while reading HTTP response"
+                    ) from EOFError(str(exc))
                 raise InvalidMessage(f"invalid HTTP response: {exc}") from None
             if event is h11.NEED_DATA:
                 return None
@@ -387,7 +395,9 @@ class ClientHandshake:
                 raise InvalidStatus(self._rejected_response(truncated=False))
             else:
                 # h11.ConnectionClosed: the server closed before any response.
-                raise InvalidMessage("connection closed while reading HTTP response") from EOFError()
+                raise InvalidMessage(
+                    "connection closed while reading HTTP response"
+                ) from EOFError()
 
     def _accept(self, event: h11.InformationalResponse) -> Accepted:
         headers = decode_headers(event.headers.raw_items())
@@ -431,7 +441,7 @@ class ClientHandshake:
                 for ext in self.extensions:
                     if ext.name == name:
                         try:
-                            ext.finalize(_format_params(params))
+                            ext.finalize(_format_extension(name, params))
                         except ValueError as exc:
                             raise NegotiationError(
                                 f"invalid parameters for extension {name}: {exc}"

@@ -17,7 +17,6 @@ from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import (
     BytesMessage,
     CloseConnection,
-    Message,
     Ping,
     Pong,
     TextMessage,
@@ -40,20 +39,23 @@ OK_CLOSE_CODES = frozenset({1000, 1001, 1005})
 
 # Codes an endpoint may put in a close frame (RFC 6455 §7.4.1, §7.4.2 and the IANA registry):
 # 1004-1006 and 1015 are reserved and never sent.
-SENDABLE_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
+SENDABLE_CLOSE_CODES = frozenset(
+    {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
+)
 MAX_CLOSE_REASON = 123  # bytes: a control frame payload is at most 125 (RFC 6455 §5.5)
 
 # Deflate expands input by at most about 1032:1. Feeding compressed input in slices of
 # max_size / 1024 bytes bounds what one inflate call can produce to about max_size, so a
 # deflate bomb is caught after at most twice max_size is held (RFC 7692 §8.1 warns of this).
 _INFLATE_RATIO = 1024
-_MIN_INFLATE_SLICE = 1024
+_MIN_INFLATE_SLICE = 64
 
 
 @dataclass(frozen=True)
 class PongReceived:
     """A pong arrived; it acknowledges `payloads`: the ping it answers and every earlier one
-    still waiting (a pong answers the most recent ping, RFC 6455 §5.5.3)."""
+    still waiting (a pong answers the most recent ping, RFC 6455 §5.5.3).
+    """
 
     payloads: list[bytes]
 
@@ -90,7 +92,9 @@ class ClientProtocol:
         max_size: the largest message accepted, in bytes after decompression; None: no limit.
     """
 
-    def __init__(self, extensions: Sequence[Extension] = (), *, max_size: int | None = 2**20) -> None:
+    def __init__(
+        self, extensions: Sequence[Extension] = (), *, max_size: int | None = 2**20
+    ) -> None:
         self._ws = Connection(ConnectionType.CLIENT, list(extensions))
         self.max_size = max_size
         self._inflate_slice: int | None = None
@@ -198,7 +202,7 @@ class ClientProtocol:
 
     def _process_events(self, received: list[Data | PongReceived]) -> None:
         for event in self._ws.events():
-            if isinstance(event, Message):
+            if isinstance(event, (TextMessage, BytesMessage)):
                 self._on_message_chunk(event, received)
             elif isinstance(event, Ping):
                 if self._ws.state is ConnectionState.OPEN:
@@ -214,7 +218,9 @@ class ClientProtocol:
                 return
 
     def _on_message_chunk(
-        self, event: TextMessage | BytesMessage | Message[bytes], received: list[Data | PongReceived]
+        self,
+        event: TextMessage | BytesMessage,
+        received: list[Data | PongReceived],
     ) -> None:
         chunk = event.data
         if self.max_size is not None:
@@ -245,9 +251,13 @@ class ClientProtocol:
         if state in (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING):
             # wsproto reports a frame it can't parse as a CloseConnection without changing
             # state: the server broke the protocol (bad opcode, bad UTF-8 → 1007, ...).
-            self._fail(event.code, event.reason or "protocol error", ProtocolError(
-                f"server violated the protocol: {event.reason or event.code}", event.code
-            ))
+            self._fail(
+                event.code,
+                event.reason or "protocol error",
+                ProtocolError(
+                    f"server violated the protocol: {event.reason or event.code}", event.code
+                ),
+            )
             return
         self.close_rcvd = Close(int(event.code), event.reason or "")
         self._fragments.clear()
@@ -285,7 +295,7 @@ class ClientProtocol:
         """
         self._check_open()
         payload = _payload(message)
-        self._queue_data(self._ws.send(Message(data=payload, message_finished=True)))
+        self._queue_data(self._ws.send(_message(payload, finished=True)))
 
     def send_fragments(self, fragments: Sequence[Data | bytearray | memoryview]) -> None:
         """Queue one message made of several frames, one per fragment (RFC 6455 §5.4).
@@ -306,7 +316,7 @@ class ClientProtocol:
             raise TypeError("all fragments of a message must be str, or all bytes-like")
         last = len(payloads) - 1
         frames = [
-            self._ws.send(Message(data=payload, message_finished=index == last))
+            self._ws.send(_message(payload, finished=index == last))
             for index, payload in enumerate(payloads)
         ]
         for frame in frames:
@@ -356,7 +366,8 @@ class ClientProtocol:
 
     def fail(self, code: int, reason: str, cause: BaseException) -> None:
         """Fail the connection (RFC 6455 §7.1.7): send a close frame if still possible and
-        record `cause` as the reason every later call raises."""
+        record `cause` as the reason every later call raises.
+        """
         self._fail(code, reason, cause)
 
     def _fail(self, code: int, reason: str, cause: BaseException) -> None:
@@ -383,6 +394,12 @@ class ClientProtocol:
         self._data_out = []
         self.outbox_size = 0
         return frames
+
+
+def _message(payload: str | bytes, *, finished: bool) -> TextMessage | BytesMessage:
+    if isinstance(payload, str):
+        return TextMessage(data=payload, message_finished=finished)
+    return BytesMessage(data=payload, message_finished=finished)
 
 
 def _payload(message: object) -> str | bytes:

@@ -1,5 +1,6 @@
 """Plain data types shared by every layer: headers, the handshake request and response, and
-the close frame description. No I/O, no protocol rules."""
+the close frame description. No I/O, no protocol rules.
+"""
 
 from __future__ import annotations
 
@@ -112,7 +113,11 @@ class Close:
     def __str__(self) -> str:
         explanation = CLOSE_CODE_EXPLANATIONS.get(
             self.code,
-            "private use" if 4000 <= self.code < 5000 else "registered" if self.code >= 3000 else "unknown",
+            "private use"
+            if 4000 <= self.code < 5000
+            else "registered"
+            if self.code >= 3000
+            else "unknown",
         )
         text = f"{self.code} ({explanation})"
         return f"{text} {self.reason}" if self.reason else text

@@ -110,5 +110,7 @@ def resolve_redirect(base: WebSocketURI, location: str) -> str:
     absolute = urllib.parse.urljoin(f"{scheme}://{base.host_header}{base.resource_name}", location)
     parsed = urllib.parse.urlsplit(absolute)
     if parsed.scheme in ("http", "https"):
-        absolute = urllib.parse.urlunsplit(parsed._replace(scheme=parsed.scheme.replace("http", "ws")))
+        absolute = urllib.parse.urlunsplit(
+            parsed._replace(scheme=parsed.scheme.replace("http", "ws"))
+        )
     return absolute

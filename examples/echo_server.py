@@ -24,7 +24,7 @@ from wsproto.events import (
     Request,
     TextMessage,
 )
-from wsproto.extensions import PerMessageDeflate
+from wsproto.extensions import Extension, PerMessageDeflate
 
 
 @dataclass
@@ -82,9 +82,8 @@ class ServerConnection:
 
     async def send(self, message: str | bytes) -> None:
         """Send one message."""
-        from wsproto.events import Message
-
-        await self.stream.send(self.ws.send(Message(data=message)))
+        event = TextMessage(message) if isinstance(message, str) else BytesMessage(message)
+        await self.stream.send(self.ws.send(event))
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Send a close frame, wait for the client's, then close TCP."""
@@ -116,7 +115,7 @@ async def _accept(stream: anyio.abc.ByteStream, handler: Handler, compression: b
             if request is not None:
                 break
         subprotocol = request.subprotocols[0] if request.subprotocols else None
-        extensions = [PerMessageDeflate()] if compression else []
+        extensions: list[Extension] = [PerMessageDeflate()] if compression else []
         await stream.send(ws.send(AcceptConnection(subprotocol=subprotocol, extensions=extensions)))
         connection = ServerConnection(stream, ws, request)
         await connection._process()  # frames that came with the handshake

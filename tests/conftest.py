@@ -1,0 +1,189 @@
+"""Shared fixtures: both anyio backends, our echo server, the `websockets` server, scripted
+raw TCP servers, an in-memory transport, and TLS material from trustme."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import sys
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+import pytest
+import trustme
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+
+import echo_server  # noqa: E402
+
+ECHO = echo_server
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+# -- our own server ---------------------------------------------------------------------
+
+
+@pytest.fixture
+async def echo_uri() -> AsyncIterator[str]:
+    async with echo_server.serve() as port:
+        yield f"ws://127.0.0.1:{port}/"
+
+
+# -- the websockets server (an independent implementation), in a thread ------------------
+
+
+@asynccontextmanager
+async def websockets_server(
+    handler: Callable[[Any], None] | None = None,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    unix_path: str | None = None,
+    **options: Any,
+) -> AsyncIterator[str]:
+    """Run `websockets.sync.server` in a thread; yield its URI. Backend-independent."""
+    from websockets.sync.server import serve, unix_serve
+
+    def echo(ws: Any) -> None:
+        for message in ws:
+            ws.send(message)
+
+    if unix_path is not None:
+        server = unix_serve(handler or echo, unix_path, **options)
+    else:
+        server = serve(handler or echo, "127.0.0.1", 0, ssl=ssl_context, **options)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        if unix_path is not None:
+            yield "ws://localhost/"
+        else:
+            port = server.socket.getsockname()[1]
+            yield f"{'wss' if ssl_context else 'ws'}://127.0.0.1:{port}/"
+    finally:
+        await anyio.to_thread.run_sync(server.shutdown)
+        await anyio.to_thread.run_sync(thread.join)
+
+
+@pytest.fixture
+async def websockets_uri() -> AsyncIterator[str]:
+    async with websockets_server() as uri:
+        yield uri
+
+
+# -- scripted raw servers ---------------------------------------------------------------
+
+RawHandler = Callable[[anyio.abc.SocketStream], Awaitable[None]]
+
+
+@asynccontextmanager
+async def raw_server(handler: RawHandler) -> AsyncIterator[int]:
+    """Serve `handler` on 127.0.0.1 with plain TCP streams; yield the port."""
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    async with listener, anyio.create_task_group() as tg:
+
+        async def run(stream: anyio.abc.SocketStream) -> None:
+            async with stream:
+                try:
+                    await handler(stream)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    pass
+
+        tg.start_soon(listener.serve, run)
+        yield listener.extra(anyio.abc.SocketAttribute.local_port)
+        tg.cancel_scope.cancel()
+
+
+async def read_request(stream: anyio.abc.ByteStream) -> bytes:
+    """Read an HTTP request head."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += await stream.receive()
+    return data
+
+
+def request_key(request: bytes) -> str:
+    for line in request.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"sec-websocket-key":
+            return value.strip().decode()
+    raise AssertionError("no key")
+
+
+# -- in-memory transport ----------------------------------------------------------------
+
+
+class MemoryByteStream(anyio.abc.ByteStream):
+    """One end of an in-memory byte pipe; `max_chunks` bounds what may wait unread."""
+
+    def __init__(
+        self, send: MemoryObjectSendStream[bytes], receive: MemoryObjectReceiveStream[bytes]
+    ) -> None:
+        self._send = send
+        self._receive = receive
+        self._buffer = b""
+        self.bytes_received = 0
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        if not self._buffer:
+            self._buffer = await self._receive.receive()
+        chunk, self._buffer = self._buffer[:max_bytes], self._buffer[max_bytes:]
+        self.bytes_received += len(chunk)
+        return chunk
+
+    async def send(self, item: bytes) -> None:
+        try:
+            await self._send.send(bytes(item))
+        except anyio.BrokenResourceError:
+            raise anyio.BrokenResourceError from None
+
+    async def send_eof(self) -> None:
+        await self._send.aclose()
+
+    async def aclose(self) -> None:
+        await self._send.aclose()
+        await self._receive.aclose()
+
+
+def memory_pair(max_chunks: float = float("inf")) -> tuple[MemoryByteStream, MemoryByteStream]:
+    a_send, b_receive = anyio.create_memory_object_stream[bytes](max_chunks)
+    b_send, a_receive = anyio.create_memory_object_stream[bytes](max_chunks)
+    return MemoryByteStream(a_send, a_receive), MemoryByteStream(b_send, b_receive)
+
+
+# -- TLS --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tls_ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def server_ssl_context(tls_ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls_ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    return context
+
+
+@pytest.fixture(scope="session")
+def client_ssl_context(tls_ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    tls_ca.configure_trust(context)
+    return context
+
+
+@pytest.fixture
+def unused_tcp_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]

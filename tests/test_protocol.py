@@ -1,0 +1,478 @@
+"""Sans-IO tests of `ClientProtocol` against a wsproto server `Connection`; no event loop."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from wsproto.connection import Connection, ConnectionType
+from wsproto.events import (
+    BytesMessage,
+    CloseConnection,
+    Event,
+    Message,
+    Ping,
+    Pong,
+    TextMessage,
+)
+from wsproto.extensions import PerMessageDeflate
+
+from anyws import (
+    Close,
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    PayloadTooBig,
+    ProtocolError,
+    State,
+)
+from anyws._handshake import negotiate_deflate
+from anyws._protocol import ClientProtocol, PongReceived, validate_close
+
+
+def pair(
+    *, deflate: bool = False, max_size: int | None = 2**20, params: list[tuple[str, str | None]] | None = None
+) -> tuple[ClientProtocol, Connection]:
+    if not deflate:
+        return ClientProtocol(max_size=max_size), Connection(ConnectionType.SERVER)
+    server_ext = PerMessageDeflate()
+    offer = "permessage-deflate; client_max_window_bits"
+    server_ext.accept(offer)
+    client = ClientProtocol([negotiate_deflate(params or [("client_max_window_bits", "15")])], max_size=max_size)
+    return client, Connection(ConnectionType.SERVER, [server_ext])
+
+
+def to_server(client: ClientProtocol, server: Connection) -> list[Event]:
+    server.receive_data(b"".join(client.data_to_send()))
+    return list(server.events())
+
+
+def frame(opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0) -> bytes:
+    """An unmasked frame, as a server sends it (RFC 6455 §5.2)."""
+    first = (0x80 if fin else 0) | rsv | opcode
+    if len(payload) < 126:
+        return bytes([first, len(payload)]) + payload
+    if len(payload) < 2**16:
+        return bytes([first, 126]) + struct.pack("!H", len(payload)) + payload
+    return bytes([first, 127]) + struct.pack("!Q", len(payload)) + payload
+
+
+def test_send_messages() -> None:
+    client, server = pair()
+    client.send_message("héllo")
+    client.send_message(b"\x00\x01")
+    client.send_message(bytearray(b"ba"))
+    client.send_message(memoryview(b"mv"))
+    events = to_server(client, server)
+    assert [(type(e), e.data) for e in events if isinstance(e, Message)] == [
+        (TextMessage, "héllo"),
+        (BytesMessage, b"\x00\x01"),
+        (BytesMessage, b"ba"),
+        (BytesMessage, b"mv"),
+    ]
+    assert client.outbox_size == 0
+
+
+def test_send_fragments() -> None:
+    client, server = pair()
+    client.send_fragments(["a", "b", "c"])
+    client.send_fragments([b"x", bytearray(b"y")])
+    client.send_fragments([])
+    events = to_server(client, server)
+    assert [(e.data, e.message_finished) for e in events if isinstance(e, Message)] == [
+        ("a", False),
+        ("b", False),
+        ("c", True),
+        (b"x", False),
+        (b"y", True),
+    ]
+
+
+def test_send_fragments_all_or_nothing() -> None:
+    client, _ = pair()
+    with pytest.raises(TypeError, match="all fragments"):
+        client.send_fragments(["a", b"b"])
+    with pytest.raises(TypeError, match="not int"):
+        client.send_fragments(["a", 1])  # type: ignore[list-item]
+    assert client.data_to_send() == []
+    assert client.state is State.OPEN
+
+
+def test_send_invalid_type() -> None:
+    client, _ = pair()
+    with pytest.raises(TypeError, match="str or bytes-like, not int"):
+        client.send_message(1)  # type: ignore[arg-type]
+
+
+def test_receive_messages() -> None:
+    client, server = pair()
+    data = server.send(TextMessage("hi")) + server.send(BytesMessage(b"yo"))
+    data += server.send(TextMessage("a", message_finished=False)) + server.send(TextMessage("b"))
+    data += server.send(BytesMessage(b"1", message_finished=False)) + server.send(BytesMessage(b"2"))
+    assert client.receive_data(data) == ["hi", b"yo", "ab", b"12"]
+
+
+def test_receive_split_at_every_byte() -> None:
+    client, server = pair()
+    data = server.send(TextMessage("héllo wörld")) + server.send(BytesMessage(b"x" * 300))
+    received: list[object] = []
+    for index in range(len(data)):
+        received += client.receive_data(data[index : index + 1])
+    assert received == ["héllo wörld", b"x" * 300]
+
+
+@given(st.text(), st.integers(min_value=1, max_value=50))
+def test_text_fragmented_anywhere_in_utf8(text: str, split: int) -> None:
+    client, _ = pair()
+    encoded = text.encode("utf-8")
+    pieces = [encoded[i : i + split] for i in range(0, len(encoded), split)] or [b""]
+    data = b"".join(
+        frame(0x1 if index == 0 else 0x0, piece, fin=index == len(pieces) - 1)
+        for index, piece in enumerate(pieces)
+    )
+    assert client.receive_data(data) == [text]
+
+
+@given(st.lists(st.binary(max_size=200), min_size=1, max_size=10))
+def test_fragments_round_trip(fragments: list[bytes]) -> None:
+    client, server = pair()
+    client.send_fragments(fragments)
+    events = to_server(client, server)
+    assert b"".join(e.data for e in events if isinstance(e, BytesMessage)) == b"".join(fragments)
+    data = b"".join(
+        server.send(BytesMessage(fragment, message_finished=index == len(fragments) - 1))
+        for index, fragment in enumerate(fragments)
+    )
+    assert client.receive_data(data) == [b"".join(fragments)]
+
+
+@given(st.binary(min_size=1, max_size=40).filter(lambda b: not _is_utf8(b)))
+def test_invalid_utf8_fails_with_1007(payload: bytes) -> None:
+    client, _ = pair()
+    assert client.receive_data(frame(0x1, payload)) == []
+    assert isinstance(client.failure, ProtocolError)
+    assert client.close_sent == Close(1007, client.close_sent.reason if client.close_sent else "")
+    assert client.failure.code == 1007
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (frame(0x3, b"x"), 1002),  # reserved opcode (RFC 6455 §5.2)
+        (frame(0xB, b""), 1002),  # reserved control opcode
+        (frame(0x1, b"x", rsv=0x40), 1002),  # RSV1 without an extension
+        (frame(0x9, b"x", fin=False), 1002),  # fragmented control frame (§5.5)
+        (frame(0x9, b"x" * 126), 1002),  # control frame over 125 bytes
+        (frame(0x0, b"x"), 1002),  # continuation without a start
+        (frame(0x1, b"a", fin=False) + frame(0x1, b"b"), 1002),  # new message inside one
+        (frame(0x8, struct.pack("!H", 1005)), 1002),  # close code that can't be sent (§7.4.1)
+        (frame(0x8, struct.pack("!H", 2999)), 1002),
+        (frame(0x8, b"\x03"), 1002),  # a one-byte close payload
+        (frame(0x8, struct.pack("!H", 1000) + b"\xff"), 1007),  # reason isn't UTF-8
+        (bytes([0x81, 0x81, 1, 2, 3, 4, 5]), 1002),  # masked frame from a server (§5.1)
+    ],
+)
+def test_protocol_violations_fail_the_connection(data: bytes, code: int) -> None:
+    client, server = pair()
+    client.send_message("queued before")
+    assert client.receive_data(frame(0x1, b"ok") + data + frame(0x1, b"after")) == ["ok"]
+    assert isinstance(client.failure, ProtocolError)
+    assert client.failure.code == code
+    assert client.state is State.CLOSING
+    assert client.incoming_done
+    events = to_server(client, server)
+    assert isinstance(events[0], TextMessage)  # what was queued is still sent, then the close
+    assert isinstance(events[1], CloseConnection)
+    assert events[1].code == code
+    assert client.receive_data(frame(0x1, b"ignored")) == []
+    exc = client.close_exc()
+    assert isinstance(exc, ConnectionClosedError)
+    assert exc.sent is not None
+    assert exc.sent.code == code
+    assert exc.rcvd is None
+    assert exc.__cause__ is client.failure
+    with pytest.raises(ConnectionClosedError):
+        client.send_message("late")
+
+
+def test_garbage_while_closing_fails_without_second_close() -> None:
+    client, server = pair()
+    client.send_close(1000)
+    client.receive_data(frame(0x3, b""))
+    assert isinstance(client.failure, ProtocolError)
+    events = to_server(client, server)
+    assert [type(e) for e in events] == [CloseConnection]
+
+
+def test_ping_from_server_is_answered_first() -> None:
+    client, server = pair()
+    client.send_message("data")
+    client.receive_data(server.send(Ping(b"abc")))
+    frames = client.data_to_send()
+    server.receive_data(b"".join(frames))
+    events = list(server.events())
+    assert isinstance(events[0], Pong)
+    assert events[0].payload == b"abc"
+    assert isinstance(events[1], TextMessage)
+
+
+def test_ping_bookkeeping() -> None:
+    client, server = pair()
+    client.send_ping(b"1")
+    client.send_ping(b"2")
+    client.send_ping(b"3")
+    with pytest.raises(ConcurrencyError):
+        client.send_ping(b"2")
+    with pytest.raises(ValueError, match="125"):
+        client.send_ping(b"x" * 126)
+    pings = [e for e in to_server(client, server) if isinstance(e, Ping)]
+    assert [p.payload for p in pings] == [b"1", b"2", b"3"]
+    assert client.receive_data(server.send(Pong(b"unknown"))) == []
+    assert client.receive_data(server.send(Pong(b"2"))) == [PongReceived([b"1", b"2"])]
+    assert client.receive_data(server.send(Pong(b"3"))) == [PongReceived([b"3"])]
+    assert client.receive_data(server.send(Pong(b"3"))) == []
+
+
+def test_unsolicited_pong() -> None:
+    client, server = pair()
+    client.send_pong(b"beat")
+    (event,) = to_server(client, server)
+    assert isinstance(event, Pong)
+    assert event.payload == b"beat"
+    with pytest.raises(ValueError, match="125"):
+        client.send_pong(b"x" * 126)
+
+
+def test_server_initiated_close() -> None:
+    client, server = pair()
+    received = client.receive_data(
+        server.send(TextMessage("last")) + server.send(CloseConnection(1001, "bye"))
+    )
+    assert received == ["last"]
+    assert client.close_rcvd == Close(1001, "bye")
+    assert client.close_sent == Close(1001, "bye")
+    assert client.close_rcvd_then_sent is True
+    assert client.state is State.CLOSING
+    (reply,) = to_server(client, server)
+    assert isinstance(reply, CloseConnection)
+    assert reply.code == 1001
+    client.receive_eof()
+    assert client.state is State.CLOSED
+    exc = client.close_exc()
+    assert isinstance(exc, ConnectionClosedOK)
+    assert str(exc) == "received 1001 (going away) bye; then sent 1001 (going away) bye"
+    assert exc.code == 1001
+    assert exc.reason == "bye"
+    with pytest.raises(ConnectionClosedOK):
+        client.send_ping(b"")
+    client.send_close()  # already closing: no-op
+    assert client.data_to_send() == []
+
+
+def test_client_initiated_close() -> None:
+    client, server = pair()
+    in_flight = server.send(TextMessage("in flight"))
+    client.send_close(4000, "done")
+    (close,) = to_server(client, server)
+    assert isinstance(close, CloseConnection)
+    assert (close.code, close.reason) == (4000, "done")
+    assert client.state is State.CLOSING
+    assert not client.incoming_done
+    assert client.receive_data(in_flight) == ["in flight"]
+    client.receive_data(server.send(close.response()))
+    assert client.close_rcvd == Close(4000, "done")
+    assert client.close_rcvd_then_sent is False
+    exc = client.close_exc()
+    assert isinstance(exc, ConnectionClosedError)  # 4000 isn't a normal code
+    assert str(exc) == "sent 4000 (private use) done; then received 4000 (private use) done"
+
+
+def test_empty_close_frame_is_1005_and_normal() -> None:
+    client, _ = pair()
+    client.receive_data(frame(0x8, b""))
+    assert client.close_rcvd == Close(1005, "")
+    assert isinstance(client.close_exc(), ConnectionClosedOK)
+    assert str(client.close_exc().rcvd) == "1005 (no status received [internal])"
+
+
+def test_error_close_code_from_server() -> None:
+    client, server = pair()
+    client.receive_data(server.send(CloseConnection(1011, "oops")))
+    exc = client.close_exc()
+    assert isinstance(exc, ConnectionClosedError)
+    assert exc.code == 1011
+    assert str(Close(3001)) == "3001 (registered)"
+    assert str(Close(2000)) == "2000 (unknown)"
+
+
+def test_eof_without_close() -> None:
+    client, server = pair()
+    client.receive_data(server.send(TextMessage("part", message_finished=False)))
+    cause = ConnectionResetError()
+    client.receive_eof(cause)
+    client.receive_eof()  # idempotent
+    assert client.state is State.CLOSED
+    assert client.receive_data(b"late") == []
+    exc = client.close_exc()
+    assert isinstance(exc, ConnectionClosedError)
+    assert exc.rcvd is None
+    assert exc.code == 1006
+    assert exc.reason == ""
+    assert exc.__cause__ is cause
+    assert str(exc) == "no close frame received or sent"
+
+
+def test_close_exc_messages() -> None:
+    assert str(ConnectionClosed(None, Close(1000))) == "sent 1000 (OK); no close frame received"
+    assert str(ConnectionClosed(Close(1000), None)) == "received 1000 (OK); no close frame sent"
+
+
+def test_max_size() -> None:
+    client, server = pair(max_size=10)
+    assert client.receive_data(server.send(BytesMessage(b"x" * 10))) == [b"x" * 10]
+    assert client.receive_data(server.send(TextMessage("é" * 5))) == ["é" * 5]  # 10 bytes
+    data = server.send(TextMessage("ok")) + server.send(TextMessage("é" * 6)) + server.send(TextMessage("no"))
+    assert client.receive_data(data) == ["ok"]
+    assert isinstance(client.failure, PayloadTooBig)
+    assert client.failure.size == 12
+    assert str(client.failure) == "message of at least 12 bytes exceeds max_size=10"
+    (close,) = to_server(client, server)
+    assert isinstance(close, CloseConnection)
+    assert close.code == 1009
+    first = client.receive_exc()
+    assert first is client.failure
+    later = client.receive_exc()
+    assert isinstance(later, ConnectionClosedError)
+    assert later.__cause__ is client.failure
+
+
+def test_max_size_counts_fragments() -> None:
+    client, server = pair(max_size=5)
+    data = server.send(BytesMessage(b"abc", message_finished=False)) + server.send(BytesMessage(b"def"))
+    assert client.receive_data(data) == []
+    assert isinstance(client.failure, PayloadTooBig)
+
+
+def test_no_max_size() -> None:
+    client, server = pair(max_size=None)
+    assert client.receive_data(server.send(BytesMessage(b"x" * 2**21))) == [b"x" * 2**21]
+
+
+def test_deflate_round_trip() -> None:
+    client, server = pair(deflate=True)
+    client.send_message("a" * 10000)
+    client.send_fragments([b"b" * 100, b"c" * 100])
+    events = to_server(client, server)
+    assert "".join(e.data for e in events if isinstance(e, TextMessage)) == "a" * 10000
+    frames = b"".join(client.data_to_send())
+    assert frames == b""
+    data = server.send(TextMessage("z" * 50000)) + server.send(BytesMessage(b"\x00" * 70000))
+    assert len(data) < 1000  # it was compressed
+    assert client.receive_data(data) == ["z" * 50000, b"\x00" * 70000]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        [("server_no_context_takeover", None), ("client_no_context_takeover", None)],
+        [("server_max_window_bits", "9"), ("client_max_window_bits", "9")],
+        [("server_max_window_bits", "8"), ("client_max_window_bits", "8")],
+    ],
+)
+def test_deflate_parameters_are_honoured(params: list[tuple[str, str | None]]) -> None:
+    # The server side is a plain zlib peer configured as the response says.
+    client = ClientProtocol([negotiate_deflate(params)])
+    values = dict(params)
+    server_bits = int(values.get("server_max_window_bits") or 15)
+    client_bits = int(values.get("client_max_window_bits") or 15)
+    inflate = zlib.decompressobj(-max(client_bits, 9))
+    for _ in range(2):
+        client.send_message("hello hello hello")
+        raw = b"".join(client.data_to_send())
+        masked_payload = raw[6:]
+        mask = raw[2:6]
+        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(masked_payload))
+        if client_bits == 8:
+            assert raw[0] & 0x40 == 0  # sent uncompressed (RFC 7692 §6.1)
+            assert payload == b"hello hello hello"
+        else:
+            assert raw[0] & 0x40
+            if "client_no_context_takeover" in values:
+                inflate = zlib.decompressobj(-client_bits)
+            assert inflate.decompress(payload + b"\x00\x00\xff\xff") == b"hello hello hello"
+    deflate = zlib.compressobj(6, zlib.DEFLATED, -max(server_bits, 9))
+    compressed = deflate.compress(b"abcabc") + deflate.flush(zlib.Z_SYNC_FLUSH)
+    assert client.receive_data(frame(0x1, compressed[:-4], rsv=0x40)) == ["abcabc"]
+
+
+def test_deflate_bomb_is_stopped_early() -> None:
+    client, server = pair(deflate=True, max_size=2**16)
+    bomb = server.send(BytesMessage(b"\x00" * 2**24))  # 16 MiB that compress to ~16 KiB
+    assert len(bomb) < 2**15
+    assert client.receive_data(bomb) == []
+    assert isinstance(client.failure, PayloadTooBig)
+    # inflating in slices stops within about max_size of the limit, not at 16 MiB
+    assert client.failure.size <= 2 * 2**16 + 2**11
+
+
+def test_invalid_compressed_data() -> None:
+    client, _ = pair(deflate=True)
+    client.receive_data(frame(0x2, b"\xff\xff\xff\xff", rsv=0x40))
+    assert isinstance(client.failure, ProtocolError)
+    assert client.close_sent is not None
+    assert client.close_sent.code == 1007
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "valid"),
+    [
+        (1000, "", True),
+        (1001, "x" * 123, True),
+        (1012, "", True),
+        (3000, "", True),
+        (4999, "", True),
+        (1004, "", False),
+        (1005, "", False),
+        (1006, "", False),
+        (1015, "", False),
+        (999, "", False),
+        (2999, "", False),
+        (5000, "", False),
+        (1000, "x" * 124, False),
+        (1000, "é" * 62, False),
+    ],
+)
+def test_validate_close(code: int, reason: str, valid: bool) -> None:
+    if valid:
+        validate_close(code, reason)
+    else:
+        with pytest.raises(ProtocolError):
+            validate_close(code, reason)
+    client, _ = pair()
+    if not valid:
+        with pytest.raises(ProtocolError):
+            client.send_close(code, reason)
+        assert client.state is State.OPEN
+
+
+def test_fail_is_recorded_once() -> None:
+    client, server = pair()
+    first = TimeoutError("no pong")
+    client.fail(1011, "keepalive ping timeout", first)
+    client.fail(1002, "other", ValueError())
+    assert client.failure is first
+    (close,) = to_server(client, server)
+    assert isinstance(close, CloseConnection)
+    assert close.code == 1011

@@ -1,0 +1,87 @@
+"""Sans-IO tests of URI parsing (RFC 6455 §3)."""
+
+from __future__ import annotations
+
+import pytest
+
+from anyws import InvalidURI
+from anyws._url import WebSocketURI, parse_uri, resolve_redirect
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("ws://example.com", WebSocketURI(False, "example.com", 80, "/", "")),
+        ("wss://example.com", WebSocketURI(True, "example.com", 443, "/", "")),
+        ("ws://example.com:8080/chat?room=1", WebSocketURI(False, "example.com", 8080, "/chat", "room=1")),
+        ("ws://EXAMPLE.com/Path", WebSocketURI(False, "example.com", 80, "/Path", "")),
+        ("ws://[::1]:9000/", WebSocketURI(False, "::1", 9000, "/", "")),
+        ("ws://bücher.example/", WebSocketURI(False, "xn--bcher-kva.example", 80, "/", "")),
+        ("ws://h/a b/ü?q=ä x", WebSocketURI(False, "h", 80, "/a%20b/%C3%BC", "q=%C3%A4%20x")),
+        ("ws://u:p%40ss@h/", WebSocketURI(False, "h", 80, "/", "", ("u", "p@ss"))),
+    ],
+)
+def test_parse_valid(uri: str, expected: WebSocketURI) -> None:
+    assert parse_uri(uri) == expected
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("http://example.com/", "scheme isn't ws or wss"),
+        ("https://example.com/", "scheme isn't ws or wss"),
+        ("example.com", "scheme isn't ws or wss"),
+        ("ws:///path", "hostname isn't provided"),
+        ("ws://:80/", "hostname isn't provided"),
+        ("ws://example.com:99999/", "out of range"),
+        ("ws://example.com:port/", "port"),
+        ("ws://example.com:0/", "port 0"),
+        ("ws://example.com/#frag", "fragment"),
+        ("ws://example.com/#", "fragment"),
+        ("ws://[::1/", "Invalid IPv6 URL"),
+        ("ws://user@example.com/", "username provided without password"),
+        ("ws://" + "a" * 64 + ".ü/", "IDNA"),
+    ],
+)
+def test_parse_invalid(uri: str, message: str) -> None:
+    with pytest.raises(InvalidURI, match=message) as info:
+        parse_uri(uri)
+    assert info.value.uri == uri
+    assert "isn't a valid WebSocket URI" in str(info.value)
+
+
+def test_parse_rejects_non_str() -> None:
+    with pytest.raises(InvalidURI, match="must be a str"):
+        parse_uri(b"ws://example.com/")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("uri", "host_header", "resource"),
+    [
+        ("ws://example.com/", "example.com", "/"),
+        ("ws://example.com:80/a?b", "example.com", "/a?b"),
+        ("wss://example.com:443/", "example.com", "/"),
+        ("wss://example.com:80/", "example.com:80", "/"),
+        ("ws://[::1]:81/", "[::1]:81", "/"),
+        ("ws://[::1]/", "[::1]", "/"),
+    ],
+)
+def test_host_header_and_resource(uri: str, host_header: str, resource: str) -> None:
+    parsed = parse_uri(uri)
+    assert parsed.host_header == host_header
+    assert parsed.resource_name == resource
+
+
+@pytest.mark.parametrize(
+    ("base", "location", "target"),
+    [
+        ("ws://a/x/y", "/z", "ws://a/z"),
+        ("ws://a/x/y", "z", "ws://a/x/z"),
+        ("wss://a:8443/x", "wss://b/c", "wss://b/c"),
+        ("ws://a/", "http://b/c", "ws://b/c"),
+        ("wss://a/", "https://b/c", "wss://b/c"),
+        ("wss://a/", "ws://b/c", "ws://b/c"),
+    ],
+)
+def test_resolve_redirect(base: str, location: str, target: str) -> None:
+    assert resolve_redirect(parse_uri(base), location) == target
