@@ -249,10 +249,9 @@ class _WebSocketContext:
         connection._initial_data = accepted.trailing_data
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
-        self._task_group.start_soon(connection._read_loop, name=f"anyws reader {uri.host}")
-        self._task_group.start_soon(connection._write_loop, name=f"anyws writer {uri.host}")
-        if options.limits.ping_interval is not None:
-            self._task_group.start_soon(connection._heartbeat_loop, name="anyws heartbeat")
+        await connection._start_tasks(
+            self._task_group, heartbeat=options.limits.ping_interval is not None
+        )
         self._connection = connection
         options.logger.debug("connected to %s", self._uri)
         return connection
@@ -344,7 +343,7 @@ class _WebSocketContext:
                 await connection._shutdown(1001, "", wait=False)
             else:
                 await connection._shutdown(1011, "", wait=True)
-        task_group.cancel_scope.cancel()
+        connection._stop_tasks()
         # The user's exception is not handed to the task group: it would wrap it in an
         # ExceptionGroup on trio. The children never raise, so nothing else can come out.
         await task_group.__aexit__(None, None, None)

@@ -13,7 +13,7 @@ import logging
 import math
 import os
 from collections import deque
-from collections.abc import AsyncIterable, Awaitable, Generator, Iterable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Generator, Iterable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -122,6 +122,7 @@ class ClientConnection:
         self._receiving = False
         self._in_flight = 0
         self._initial_data = b""
+        self._task_scopes: list[anyio.CancelScope] = []
 
     # -- properties ---------------------------------------------------------------------
 
@@ -182,7 +183,9 @@ class ClientConnection:
             with nullcontext() if timeout is None else anyio.fail_after(timeout):
                 messages = self._messages
                 while not messages:
-                    if self._protocol.incoming_done:
+                    # Reported once the transport is closed, as in `websockets`: then
+                    # `closed`, `close_code` and the exception agree.
+                    if self._transport_closed.is_set():
                         raise self._protocol.receive_exc()
                     self._message_arrived = anyio.Event()
                     await self._message_arrived.wait()
@@ -393,9 +396,8 @@ class ClientConnection:
         """Drop the transport, whatever state the close handshake is in; `cause` explains
         the abnormal closure if the server's close frame never came.
         """
-        if not self._transport_closed.is_set():
-            await anyio.aclose_forcefully(self._stream)
-            self._connection_lost(cause or _CloseTimeout())
+        await anyio.aclose_forcefully(self._stream)
+        self._connection_lost(cause or _CloseTimeout())
 
     def _connection_lost(self, cause: BaseException | None) -> None:
         if self._transport_closed.is_set():
@@ -448,6 +450,34 @@ class ClientConnection:
 
     # -- tasks ----------------------------------------------------------------------------
 
+    async def _start_tasks(self, task_group: anyio.abc.TaskGroup, *, heartbeat: bool) -> None:
+        """Start the reader, the writer and (if enabled) the heartbeat in `task_group`.
+
+        Each runs in a shielded scope of its own: a cancellation of the code around
+        `open_websocket` must not stop them while the connection is still being closed
+        (the close frame has to be written); `_stop_tasks` ends them.
+        """
+        tasks = [self._read_loop, self._write_loop]
+        if heartbeat:
+            tasks.append(self._heartbeat_loop)
+        for task in tasks:
+            await task_group.start(self._run_task, task, name=f"anyws {task.__name__}")
+
+    async def _run_task(
+        self,
+        task: Callable[[], Awaitable[None]],
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        with anyio.CancelScope(shield=True) as scope:
+            self._task_scopes.append(scope)
+            task_status.started()
+            await task()
+
+    def _stop_tasks(self) -> None:
+        for scope in self._task_scopes:
+            scope.cancel()
+
     async def _read_loop(self) -> None:
         """Read from the transport until it ends, feeding the protocol. Never raises."""
         protocol = self._protocol
@@ -458,23 +488,28 @@ class ClientConnection:
             while True:
                 if data:
                     self._dispatch(protocol.receive_data(data))
+                if protocol.incoming_done:
+                    break
                 if high is not None:
                     while len(self._messages) >= high and protocol.state is State.OPEN:
                         self._queue_space = anyio.Event()
                         await self._queue_space.wait()
                         self._queue_space = None
-                try:
-                    data = await self._stream.receive(read_limit)
-                except anyio.EndOfStream:
-                    self._connection_lost(None)
-                    return
+                data = await self._stream.receive(read_limit)
+            # The close handshake is done or the connection failed: the server closes TCP
+            # first (RFC 6455 §7.1.1); give it close_timeout, reading and dropping anything.
+            with anyio.move_on_after(_timeout(self._limits.close_timeout)):
+                while True:
+                    await self._stream.receive(read_limit)
+        except anyio.EndOfStream:
+            self._connection_lost(None)
         except _TRANSPORT_ERRORS as exc:
             self._connection_lost(exc)
-        except Exception as exc:  # pragma: no cover (a bug in anyws: report, don't crash)
+        except Exception as exc:  # pragma: no cover (a bug in anyws: fail the connection)
             self.logger.exception("unexpected error in the reader")
             protocol.fail(1011, "internal error", exc)
-            self._outbox_ready.set()
-            self._wake_everyone()
+            self._connection_lost(exc)
+        await self._abort()
 
     def _dispatch(self, received: list[Data | PongReceived]) -> None:
         protocol = self._protocol

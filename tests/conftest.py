@@ -187,3 +187,36 @@ def unused_tcp_port() -> Iterator[int]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         yield sock.getsockname()[1]
+
+
+@asynccontextmanager
+async def memory_websocket(
+    handler: echo_server.Handler = echo_server.echo,
+    *,
+    max_chunks: float = float("inf"),
+    compression: bool = True,
+    **options: Any,
+) -> AsyncIterator[Any]:
+    """Connect `anyws` to `handler` (our server) over an in-memory transport."""
+    import anyws
+
+    client_stream, server_stream = memory_pair(max_chunks)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(echo_server._accept, server_stream, handler, compression)
+        context = anyws.connect("ws://memory/", **options)
+
+        async def transport(uri: object) -> MemoryByteStream:
+            return client_stream
+
+        context._open_transport = transport  # type: ignore[method-assign]
+        # The body's exception is re-raised outside this task group, so that it reaches the
+        # test as the library let it out (not wrapped in an ExceptionGroup by the harness).
+        error: BaseException | None = None
+        try:
+            async with context as ws:
+                yield ws
+        except BaseException as exc:
+            error = exc
+        tg.cancel_scope.cancel()
+    if error is not None:
+        raise error

@@ -141,7 +141,9 @@ def test_rejection_with_body() -> None:
     handshake = ClientHandshake(parse_uri("ws://h/"), key=KEY)
     server, _ = server_request(handshake)
     reply = server.send(
-        RejectConnection(status_code=403, headers=[(b"content-length", b"6"), (b"X-Why", b"no")], has_body=True)
+        RejectConnection(
+            status_code=403, headers=[(b"content-length", b"6"), (b"X-Why", b"no")], has_body=True
+        )
     )
     reply += server.send(RejectData(data=b"denied"))
     with pytest.raises(InvalidStatus) as info:
@@ -157,7 +159,10 @@ def test_rejection_with_body() -> None:
 def test_rejection_body_until_eof() -> None:
     handshake = ClientHandshake(parse_uri("ws://h/"), key=KEY)
     handshake.data_to_send()
-    assert handshake.receive_data(response("200 OK", "Content-Type: text/html", body=b"<html>")) is None
+    assert (
+        handshake.receive_data(response("200 OK", "Content-Type: text/html", body=b"<html>"))
+        is None
+    )
     with pytest.raises(InvalidStatus) as info:
         handshake.receive_eof()
     assert info.value.response.body == b"<html>"
@@ -186,7 +191,9 @@ def test_rejection_with_broken_body() -> None:
 def test_redirect(status: int) -> None:
     handshake = ClientHandshake(parse_uri("ws://h/"), key=KEY)
     handshake.data_to_send()
-    outcome = handshake.receive_data(response(f"{status} Moved", "Location: /elsewhere", "Content-Length: 0"))
+    outcome = handshake.receive_data(
+        response(f"{status} Moved", "Location: /elsewhere", "Content-Length: 0")
+    )
     assert isinstance(outcome, Redirect)
     assert outcome.location == "/elsewhere"
 
@@ -203,18 +210,60 @@ def test_redirect_without_location_is_rejection() -> None:
     [
         (b"garbage\r\n\r\n", InvalidMessage, "invalid HTTP response"),
         (b"HTTP/1.1 101 OK\r\n" + b"X: " + b"a" * 70000, SecurityError, "exceeds"),
-        (response("101 OK", "Connection: Upgrade", f"Sec-WebSocket-Accept: {accept_key(KEY)}"), InvalidUpgrade, "missing Upgrade"),
-        (response("101 OK", "Upgrade: h2c", "Connection: Upgrade"), InvalidUpgrade, "invalid Upgrade header: h2c"),
+        (
+            response("101 OK", "Connection: Upgrade", f"Sec-WebSocket-Accept: {accept_key(KEY)}"),
+            InvalidUpgrade,
+            "missing Upgrade",
+        ),
+        (
+            response("101 OK", "Upgrade: h2c", "Connection: Upgrade"),
+            InvalidUpgrade,
+            "invalid Upgrade header: h2c",
+        ),
         (response("101 OK", "Upgrade: websocket"), InvalidUpgrade, "missing Connection"),
-        (response("101 OK", "Upgrade: websocket", "Connection: close"), InvalidUpgrade, "invalid Connection"),
-        (response("101 OK", "Upgrade: websocket", "Connection: Upgrade"), InvalidHeader, "missing Sec-WebSocket-Accept"),
-        (response("101 OK", "Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Accept: nope"), InvalidHeader, "invalid Sec-WebSocket-Accept header: nope"),
-        (switching(f"Sec-WebSocket-Accept: {accept_key(KEY)}"), InvalidHeader, "invalid Sec-WebSocket-Accept"),
+        (
+            response("101 OK", "Upgrade: websocket", "Connection: close"),
+            InvalidUpgrade,
+            "invalid Connection",
+        ),
+        (
+            response("101 OK", "Upgrade: websocket", "Connection: Upgrade"),
+            InvalidHeader,
+            "missing Sec-WebSocket-Accept",
+        ),
+        (
+            response(
+                "101 OK", "Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Accept: nope"
+            ),
+            InvalidHeader,
+            "invalid Sec-WebSocket-Accept header: nope",
+        ),
+        (
+            switching(f"Sec-WebSocket-Accept: {accept_key(KEY)}"),
+            InvalidHeader,
+            "invalid Sec-WebSocket-Accept",
+        ),
         (switching("Sec-WebSocket-Protocol: chat"), NegotiationError, "didn't offer: chat"),
-        (switching("Sec-WebSocket-Extensions: x-unknown"), NegotiationError, "didn't offer: x-unknown"),
-        (switching("Sec-WebSocket-Extensions: permessage-deflate, permessage-deflate"), NegotiationError, "accepted twice"),
-        (switching("Sec-WebSocket-Extensions: permessage-deflate; foo"), NegotiationError, "unknown permessage-deflate parameter"),
-        (switching("Sec-WebSocket-Extensions: permessage-deflate; ="), InvalidHeader, "Sec-WebSocket-Extensions"),
+        (
+            switching("Sec-WebSocket-Extensions: x-unknown"),
+            NegotiationError,
+            "didn't offer: x-unknown",
+        ),
+        (
+            switching("Sec-WebSocket-Extensions: permessage-deflate, permessage-deflate"),
+            NegotiationError,
+            "accepted twice",
+        ),
+        (
+            switching("Sec-WebSocket-Extensions: permessage-deflate; foo"),
+            NegotiationError,
+            "unknown permessage-deflate parameter",
+        ),
+        (
+            switching("Sec-WebSocket-Extensions: permessage-deflate; ="),
+            InvalidHeader,
+            "Sec-WebSocket-Extensions",
+        ),
     ],
 )
 def test_invalid_responses(data: bytes, error: type[Exception], message: str) -> None:
@@ -281,12 +330,17 @@ def test_parse_extension_header_invalid(header: str) -> None:
         ([], (False, False, 15, 15, True)),
         ([("server_no_context_takeover", None)], (False, True, 15, 15, True)),
         ([("client_no_context_takeover", None)], (True, False, 15, 15, True)),
-        ([("client_max_window_bits", "10"), ("server_max_window_bits", "12")], (False, False, 10, 12, True)),
+        (
+            [("client_max_window_bits", "10"), ("server_max_window_bits", "12")],
+            (False, False, 10, 12, True),
+        ),
         ([("server_max_window_bits", "8")], (False, False, 15, 9, True)),
         ([("client_max_window_bits", "8")], (False, False, 9, 15, False)),
     ],
 )
-def test_negotiate_deflate(params: list[tuple[str, str | None]], expected: tuple[object, ...]) -> None:
+def test_negotiate_deflate(
+    params: list[tuple[str, str | None]], expected: tuple[object, ...]
+) -> None:
     deflate = negotiate_deflate(params)
     assert (
         deflate.client_no_context_takeover,
@@ -320,10 +374,14 @@ def test_window_bits_8_sends_uncompressed() -> None:
 
     deflate = negotiate_deflate([("client_max_window_bits", "8")])
     proto = FrameProtocol(client=True, extensions=[deflate])
-    rsv, data = deflate.frame_outbound(proto, Opcode.TEXT, RsvBits(False, False, False), b"abc", True)
+    rsv, data = deflate.frame_outbound(
+        proto, Opcode.TEXT, RsvBits(False, False, False), b"abc", True
+    )
     assert (rsv.rsv1, data) == (False, b"abc")
     normal = negotiate_deflate([])
-    rsv, data = normal.frame_outbound(proto, Opcode.TEXT, RsvBits(False, False, False), b"abc" * 10, True)
+    rsv, data = normal.frame_outbound(
+        proto, Opcode.TEXT, RsvBits(False, False, False), b"abc" * 10, True
+    )
     assert rsv.rsv1
     assert zlib.decompressobj(-15).decompress(data + b"\x00\x00\xff\xff") == b"abc" * 10
 
@@ -342,7 +400,9 @@ class CustomExtension(PerMessageDeflate):
 
 def test_user_extensions() -> None:
     custom = CustomExtension()
-    handshake = ClientHandshake(parse_uri("ws://h/"), extensions=[custom], compression="deflate", key=KEY)
+    handshake = ClientHandshake(
+        parse_uri("ws://h/"), extensions=[custom], compression="deflate", key=KEY
+    )
     assert handshake.request.headers["Sec-WebSocket-Extensions"] == (
         "permessage-deflate; client_max_window_bits, x-custom"
     )
@@ -367,7 +427,9 @@ def test_user_permessage_deflate_replaces_ours() -> None:
         "permessage-deflate; client_max_window_bits=10"
     )
     handshake.data_to_send()
-    outcome = handshake.receive_data(switching("Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=11"))
+    outcome = handshake.receive_data(
+        switching("Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=11")
+    )
     assert isinstance(outcome, Accepted)
     assert outcome.extensions == [mine]
     assert mine.server_max_window_bits == 11

@@ -35,14 +35,19 @@ from anyws._protocol import ClientProtocol, PongReceived, validate_close
 
 
 def pair(
-    *, deflate: bool = False, max_size: int | None = 2**20, params: list[tuple[str, str | None]] | None = None
+    *,
+    deflate: bool = False,
+    max_size: int | None = 2**20,
+    params: list[tuple[str, str | None]] | None = None,
 ) -> tuple[ClientProtocol, Connection]:
     if not deflate:
         return ClientProtocol(max_size=max_size), Connection(ConnectionType.SERVER)
     server_ext = PerMessageDeflate()
     offer = "permessage-deflate; client_max_window_bits"
     server_ext.accept(offer)
-    client = ClientProtocol([negotiate_deflate(params or [("client_max_window_bits", "15")])], max_size=max_size)
+    client = ClientProtocol(
+        [negotiate_deflate(params or [("client_max_window_bits", "15")])], max_size=max_size
+    )
     return client, Connection(ConnectionType.SERVER, [server_ext])
 
 
@@ -112,7 +117,9 @@ def test_receive_messages() -> None:
     client, server = pair()
     data = server.send(TextMessage("hi")) + server.send(BytesMessage(b"yo"))
     data += server.send(TextMessage("a", message_finished=False)) + server.send(TextMessage("b"))
-    data += server.send(BytesMessage(b"1", message_finished=False)) + server.send(BytesMessage(b"2"))
+    data += server.send(BytesMessage(b"1", message_finished=False)) + server.send(
+        BytesMessage(b"2")
+    )
     assert client.receive_data(data) == ["hi", b"yo", "ab", b"12"]
 
 
@@ -343,7 +350,11 @@ def test_max_size() -> None:
     client, server = pair(max_size=10)
     assert client.receive_data(server.send(BytesMessage(b"x" * 10))) == [b"x" * 10]
     assert client.receive_data(server.send(TextMessage("é" * 5))) == ["é" * 5]  # 10 bytes
-    data = server.send(TextMessage("ok")) + server.send(TextMessage("é" * 6)) + server.send(TextMessage("no"))
+    data = (
+        server.send(TextMessage("ok"))
+        + server.send(TextMessage("é" * 6))
+        + server.send(TextMessage("no"))
+    )
     assert client.receive_data(data) == ["ok"]
     assert isinstance(client.failure, PayloadTooBig)
     assert client.failure.size == 12
@@ -360,7 +371,9 @@ def test_max_size() -> None:
 
 def test_max_size_counts_fragments() -> None:
     client, server = pair(max_size=5)
-    data = server.send(BytesMessage(b"abc", message_finished=False)) + server.send(BytesMessage(b"def"))
+    data = server.send(BytesMessage(b"abc", message_finished=False)) + server.send(
+        BytesMessage(b"def")
+    )
     assert client.receive_data(data) == []
     assert isinstance(client.failure, PayloadTooBig)
 

@@ -13,7 +13,10 @@ from anyws._url import WebSocketURI, parse_uri, resolve_redirect
     [
         ("ws://example.com", WebSocketURI(False, "example.com", 80, "/", "")),
         ("wss://example.com", WebSocketURI(True, "example.com", 443, "/", "")),
-        ("ws://example.com:8080/chat?room=1", WebSocketURI(False, "example.com", 8080, "/chat", "room=1")),
+        (
+            "ws://example.com:8080/chat?room=1",
+            WebSocketURI(False, "example.com", 8080, "/chat", "room=1"),
+        ),
         ("ws://EXAMPLE.com/Path", WebSocketURI(False, "example.com", 80, "/Path", "")),
         ("ws://[::1]:9000/", WebSocketURI(False, "::1", 9000, "/", "")),
         ("ws://bücher.example/", WebSocketURI(False, "xn--bcher-kva.example", 80, "/", "")),
