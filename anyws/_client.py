@@ -410,13 +410,12 @@ async def _open_tunnel(proxy: WebSocketURI, uri: WebSocketURI) -> anyio.abc.Byte
                 try:
                     client.receive_data(await stream.receive(_HANDSHAKE_READ))
                 except anyio.EndOfStream:
-                    client.receive_data(b"")
-                continue
-            if isinstance(event, h11.InformationalResponse):
-                continue
-            if isinstance(event, h11.Response) and 200 <= event.status_code < 300:
-                return stream
-            if isinstance(event, h11.Response):
+                    raise ProxyError(
+                        "proxy closed the connection before answering CONNECT"
+                    ) from None
+            elif isinstance(event, h11.Response):
+                if 200 <= event.status_code < 300:
+                    return stream
                 response = Response(
                     event.status_code,
                     event.reason.decode("latin-1"),
@@ -427,7 +426,7 @@ async def _open_tunnel(proxy: WebSocketURI, uri: WebSocketURI) -> anyio.abc.Byte
                     f"{response.reason_phrase}".rstrip(),
                     response,
                 )
-            raise ProxyError("proxy closed the connection before answering CONNECT")
+            # else: a 1xx interim response precedes the real one (RFC 9110 §15.2)
     except h11.RemoteProtocolError as exc:
         await anyio.aclose_forcefully(stream)
         raise ProxyError(f"invalid response from the proxy: {exc}") from None

@@ -1,0 +1,632 @@
+"""Integration tests over real loopback sockets: our server, the `websockets` server, raw
+scripted servers, TLS (trustme), Unix sockets, an HTTP CONNECT proxy and redirects."""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+import struct
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+import pytest
+
+import anyws
+from anyws import (
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidHeader,
+    InvalidMessage,
+    InvalidStatus,
+    InvalidUpgrade,
+    InvalidURI,
+    NegotiationError,
+    ProtocolError,
+    ProxyError,
+    SecurityError,
+    process_exception,
+)
+from anyws._handshake import accept_key
+
+from .conftest import ECHO, raw_server, read_request, request_key, websockets_server
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=["ours", "websockets"])
+async def server_uri(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    if request.param == "ours":
+        async with ECHO.serve() as port:
+            yield f"ws://127.0.0.1:{port}/"
+    else:
+        async with websockets_server() as uri:
+            yield uri
+
+
+@pytest.mark.parametrize("compression", ["deflate", None])
+async def test_echo_against_real_servers(server_uri: str, compression: str | None) -> None:
+    async with anyws.connect(server_uri, compression=compression) as ws:
+        assert (ws.response.headers.get("Sec-WebSocket-Extensions") is not None) == (
+            compression is not None
+        )
+        for message in ["hello", "ünïcödé", b"\x00\xff" * 1000, "x" * 300_000, b""]:
+            await ws.send(message)
+            assert await ws.recv() == message
+        await ws.send(["frag", "mented"])
+        assert await ws.recv() == "fragmented"
+        assert await (await ws.ping()) >= 0
+        assert ws.local_address[0] == "127.0.0.1"
+        assert ws.remote_address[1] == int(server_uri.rsplit(":", 1)[1].strip("/"))
+    assert ws.close_code == 1000
+    assert ws.closed
+
+
+async def test_many_messages_both_ways(server_uri: str) -> None:
+    async with anyws.connect(server_uri) as ws:
+        async with anyio.create_task_group() as tg:
+
+            async def sender() -> None:
+                for index in range(300):
+                    await ws.send(f"message {index}")
+
+            tg.start_soon(sender)
+            received = [await ws.recv() for _ in range(300)]
+        assert received == [f"message {index}" for index in range(300)]
+
+
+async def test_server_closes_normally() -> None:
+    def handler(ws: Any) -> None:
+        ws.send("bye")
+        ws.close(1001, "restarting")
+
+    async with websockets_server(handler) as uri, anyws.connect(uri) as ws:
+        assert [message async for message in ws] == ["bye"]
+        assert ws.close_code == 1001
+        assert ws.close_reason == "restarting"
+
+
+async def test_server_closes_with_error() -> None:
+    def handler(ws: Any) -> None:
+        ws.close(1011, "crash")
+
+    async with websockets_server(handler) as uri, anyws.connect(uri) as ws:
+        with pytest.raises(ConnectionClosedError) as info:
+            await ws.recv()
+        assert info.value.rcvd is not None
+        assert info.value.rcvd.code == 1011
+
+
+async def test_handshake_details_seen_by_the_server() -> None:
+    seen: dict[str, Any] = {}
+
+    def handler(ws: Any) -> None:
+        seen["headers"] = ws.request.headers
+        seen["path"] = ws.request.path
+        seen["subprotocol"] = ws.subprotocol
+
+    async with (
+        websockets_server(handler, subprotocols=["b", "c"]) as uri,
+        anyws.connect(
+            uri + "chat?room=1",
+            additional_headers={"X-Token": "t"},
+            origin="http://origin.example",
+            subprotocols=["a", "b"],
+            user_agent_header="agent/1",
+        ) as ws,
+    ):
+        assert ws.subprotocol == "b"
+        assert ws.request.headers["X-Token"] == "t"
+        await ws.wait_closed()
+    assert seen["path"] == "/chat?room=1"
+    assert seen["headers"]["X-Token"] == "t"
+    assert seen["headers"]["Origin"] == "http://origin.example"
+    assert seen["headers"]["User-Agent"] == "agent/1"
+    assert seen["subprotocol"] == "b"
+
+
+async def test_default_user_agent(echo_uri: str) -> None:
+    async with anyws.connect(echo_uri) as ws:
+        agent = ws.request.headers["User-Agent"]
+    assert agent.startswith("Python/") and f"anyws/{anyws.__version__}" in agent
+
+
+# -- TLS --------------------------------------------------------------------------------
+
+
+async def test_wss_with_verified_certificate(
+    server_ssl_context: ssl.SSLContext, client_ssl_context: ssl.SSLContext
+) -> None:
+    async with (
+        websockets_server(ssl_context=server_ssl_context) as uri,
+        anyws.connect(uri, ssl=client_ssl_context) as ws,
+    ):
+        assert uri.startswith("wss://")
+        await ws.send("secure")
+        assert await ws.recv() == "secure"
+    assert ws.close_code == 1000
+
+
+async def test_wss_server_hostname(
+    server_ssl_context: ssl.SSLContext, client_ssl_context: ssl.SSLContext
+) -> None:
+    async with websockets_server(ssl_context=server_ssl_context) as uri:
+        async with anyws.connect(uri, ssl=client_ssl_context, server_hostname="localhost") as ws:
+            await ws.send("named")
+            assert await ws.recv() == "named"
+        with pytest.raises(ssl.SSLCertVerificationError):
+            async with anyws.connect(uri, ssl=client_ssl_context, server_hostname="other.example"):
+                pass  # pragma: no cover
+
+
+async def test_wss_default_context_rejects_untrusted(server_ssl_context: ssl.SSLContext) -> None:
+    async with websockets_server(ssl_context=server_ssl_context) as uri:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            async with anyws.connect(uri):
+                pass  # pragma: no cover
+
+
+# -- Unix sockets -----------------------------------------------------------------------
+
+
+async def test_unix_connect() -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "ws.sock")
+        async with websockets_server(unix_path=path), anyws.unix_connect(path) as ws:
+            await ws.send("over unix")
+            assert await ws.recv() == "over unix"
+            assert ws.remote_address == path
+        other = os.path.join(directory, "other.sock")
+        async with (
+            websockets_server(unix_path=other),
+            anyws.unix_connect(Path(other), "ws://h/p") as ws,
+        ):
+            assert ws.request.path == "/p"
+
+
+async def test_unix_connect_with_tls(
+    server_ssl_context: ssl.SSLContext, client_ssl_context: ssl.SSLContext
+) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "ws.sock")
+        async with (
+            websockets_server(unix_path=path, ssl=server_ssl_context),
+            anyws.unix_connect(path, "wss://localhost/", ssl=client_ssl_context) as ws,
+        ):
+            await ws.send("tls over unix")
+            assert await ws.recv() == "tls over unix"
+
+
+# -- bad input: each a named exception, promptly -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["http://example.com/", "ws://", "ws://example.com:70000/", "ws://example.com/#x", "ws://:1/"],
+)
+async def test_invalid_uri_at_the_call(uri: str) -> None:
+    with pytest.raises(InvalidURI):
+        anyws.connect(uri)
+
+
+async def test_connection_refused(unused_tcp_port: int) -> None:
+    with pytest.raises(OSError):  # noqa: PT011 (the OSError, unchanged, is the contract)
+        async with anyws.connect(f"ws://127.0.0.1:{unused_tcp_port}/"):
+            pass  # pragma: no cover
+
+
+async def test_server_that_never_answers_times_out() -> None:
+    async def silent(stream: anyio.abc.SocketStream) -> None:
+        await anyio.sleep_forever()
+
+    async with raw_server(silent) as port:
+        with pytest.raises(TimeoutError, match="open_timeout=0.1"):
+            async with anyws.connect(f"ws://127.0.0.1:{port}/", open_timeout=0.1):
+                pass  # pragma: no cover
+
+
+def http(status: str, *headers: str, body: bytes = b"") -> bytes:
+    return ("\r\n".join([f"HTTP/1.1 {status}", *headers]) + "\r\n\r\n").encode() + body
+
+
+async def serve_reply(reply: bytes, *, then: bytes = b"", close: bool = True) -> Any:
+    """A raw server answering the handshake with `reply` (`{accept}` filled in)."""
+
+    async def handler(stream: anyio.abc.SocketStream) -> None:
+        request = await read_request(stream)
+        accept = accept_key(request_key(request)).encode()
+        await stream.send(reply.replace(b"{accept}", accept) + then)
+        if not close:
+            await anyio.sleep_forever()
+
+    return raw_server(handler)
+
+
+SWITCHING = http(
+    "101 Switching Protocols",
+    "Upgrade: websocket",
+    "Connection: Upgrade",
+    "Sec-WebSocket-Accept: {accept}",
+)
+
+
+async def test_rejection_403_with_body() -> None:
+    reply = http("403 Forbidden", "Content-Length: 9", "X-Reason: token", body=b"go away\r\n")
+    async with await serve_reply(reply) as port:
+        with pytest.raises(InvalidStatus) as info:
+            async with anyws.connect(f"ws://127.0.0.1:{port}/"):
+                pass  # pragma: no cover
+    response = info.value.response
+    assert (response.status_code, response.reason_phrase) == (403, "Forbidden")
+    assert response.headers["x-reason"] == "token"
+    assert response.body == b"go away\r\n"
+    assert process_exception(info.value) is info.value
+
+
+async def test_plain_http_page() -> None:
+    reply = http("200 OK", "Content-Type: text/html", "Connection: close", body=b"<h1>hi</h1>")
+    async with await serve_reply(reply) as port:
+        with pytest.raises(InvalidStatus) as info:
+            async with anyws.connect(f"ws://127.0.0.1:{port}/"):
+                pass  # pragma: no cover
+    assert info.value.response.status_code == 200
+    assert info.value.response.body == b"<h1>hi</h1>"
+
+
+async def test_503_is_worth_retrying() -> None:
+    async with await serve_reply(http("503 Busy", "Content-Length: 0")) as port:
+        with pytest.raises(InvalidStatus) as info:
+            async with anyws.connect(f"ws://127.0.0.1:{port}/"):
+                pass  # pragma: no cover
+    assert process_exception(info.value) is None
+
+
+@pytest.mark.parametrize(
+    ("reply", "error", "message"),
+    [
+        (SWITCHING.replace(b"{accept}", b"wrong"), InvalidHeader, "Sec-WebSocket-Accept"),
+        (SWITCHING.replace(b"Upgrade: websocket\r\n", b""), InvalidUpgrade, "missing Upgrade"),
+        (SWITCHING[:-2] + b"Sec-WebSocket-Protocol: chat\r\n\r\n", NegotiationError, "subprotocol"),
+        (SWITCHING[:-2] + b"Sec-WebSocket-Extensions: x-zip\r\n\r\n", NegotiationError, "x-zip"),
+        (b"HTTP/1.1 101 OK\r\nX: " + b"y" * 100_000 + b"\r\n\r\n", SecurityError, "exceeds"),
+        (b"SSH-2.0-OpenSSH\r\n\r\n", InvalidMessage, "invalid HTTP"),
+        (b"", InvalidMessage, "connection closed"),
+    ],
+)
+async def test_bad_handshake_responses(reply: bytes, error: type[Exception], message: str) -> None:
+    async with await serve_reply(reply) as port:
+        with pytest.raises(error, match=message):
+            async with anyws.connect(f"ws://127.0.0.1:{port}/"):
+                pass  # pragma: no cover
+
+
+async def test_eof_during_handshake_is_worth_retrying() -> None:
+    async with await serve_reply(b"") as port:
+        with pytest.raises(InvalidMessage) as info:
+            async with anyws.connect(f"ws://127.0.0.1:{port}/"):
+                pass  # pragma: no cover
+    assert process_exception(info.value) is None
+
+
+async def test_reset_during_handshake_is_an_oserror() -> None:
+    async def reset(stream: anyio.abc.SocketStream) -> None:
+        await read_request(stream)
+        sock = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+        sock.setsockopt(
+            __import__("socket").SOL_SOCKET, __import__("socket").SO_LINGER, struct.pack("ii", 1, 0)
+        )
+        await stream.aclose()
+
+    async with raw_server(reset) as port:
+        with pytest.raises(OSError):  # noqa: PT011
+            async with anyws.connect(f"ws://127.0.0.1:{port}/"):
+                pass  # pragma: no cover
+
+
+def frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
+    return bytes([(0x80 if fin else 0) | opcode, len(payload)]) + payload
+
+
+@pytest.mark.parametrize(
+    ("bad_frame", "code"),
+    [
+        (frame(0x3, b""), 1002),  # reserved opcode
+        (frame(0x1, b"\xff\xfe"), 1007),  # invalid UTF-8
+        (frame(0x8, struct.pack("!H", 1004)), 1002),  # reserved close code
+    ],
+)
+async def test_garbage_from_the_server_fails_the_connection(bad_frame: bytes, code: int) -> None:
+    got = bytearray()
+
+    async def handler(stream: anyio.abc.SocketStream) -> None:
+        request = await read_request(stream)
+        accept = accept_key(request_key(request)).encode()
+        # The handshake response, a good message and the bad frame in one write.
+        await stream.send(SWITCHING.replace(b"{accept}", accept) + frame(0x1, b"ok") + bad_frame)
+        try:
+            while True:
+                got.extend(await stream.receive())
+        except anyio.EndOfStream:
+            pass
+
+    async with raw_server(handler) as port:
+        async with anyws.connect(
+            f"ws://127.0.0.1:{port}/", compression=None, close_timeout=0.2
+        ) as ws:
+            assert await ws.recv() == "ok"
+            with pytest.raises(ConnectionClosedError) as info:
+                await ws.recv()
+            assert isinstance(info.value.__cause__, ProtocolError)
+            assert info.value.sent is not None
+            assert info.value.sent.code == code
+        await anyio.wait_all_tasks_blocked()
+    # The client's close frame: masked, code first.
+    assert got[0] == 0x88
+    mask = got[2:6]
+    assert bytes(b ^ mask[i % 4] for i, b in enumerate(got[6:8])) == struct.pack("!H", code)
+
+
+async def test_tcp_drop_without_close() -> None:
+    async with await serve_reply(SWITCHING, then=frame(0x1, b"last")) as port:
+        async with anyws.connect(f"ws://127.0.0.1:{port}/", compression=None) as ws:
+            assert await ws.recv() == "last"
+            with pytest.raises(ConnectionClosedError) as info:
+                await ws.recv()
+            assert info.value.rcvd is None
+            assert ws.close_code == 1006
+
+
+async def test_dead_peer_heartbeat_closes_with_1011() -> None:
+    async with await serve_reply(SWITCHING, close=False) as port:
+        async with anyws.connect(
+            f"ws://127.0.0.1:{port}/", ping_interval=0.05, ping_timeout=0.05, close_timeout=1
+        ) as ws:
+            with pytest.raises(ConnectionClosedError) as info:
+                await ws.recv()
+    assert info.value.sent is not None
+    assert info.value.sent.code == 1011
+    assert isinstance(info.value.__cause__, TimeoutError)
+
+
+async def test_handshake_trailing_data_is_the_first_message() -> None:
+    async with await serve_reply(
+        SWITCHING, then=frame(0x1, b"early") + frame(0x8, b"\x03\xe8")
+    ) as port:
+        async with anyws.connect(f"ws://127.0.0.1:{port}/", close_timeout=0.2) as ws:
+            assert [message async for message in ws] == ["early"]
+
+
+# -- redirects --------------------------------------------------------------------------
+
+
+async def test_redirects_are_followed(echo_uri: str) -> None:
+    async with await serve_reply(
+        http("302 Found", f"Location: {echo_uri}", "Content-Length: 0")
+    ) as port:
+        async with anyws.connect(f"ws://127.0.0.1:{port}/") as ws:
+            await ws.send("redirected")
+            assert await ws.recv() == "redirected"
+
+
+async def test_too_many_redirects() -> None:
+    async def loop(stream: anyio.abc.SocketStream) -> None:
+        await read_request(stream)
+        await stream.send(http("301 Moved", "Location: /again", "Content-Length: 0"))
+
+    async with raw_server(loop) as port:
+        with pytest.raises(SecurityError, match="more than 10 redirects"):
+            async with anyws.connect(f"ws://127.0.0.1:{port}/"):
+                pass  # pragma: no cover
+
+
+async def test_redirect_to_invalid_uri() -> None:
+    async with await serve_reply(
+        http("302 Found", "Location: ftp://x/", "Content-Length: 0")
+    ) as port:
+        with pytest.raises(InvalidStatus) as info:
+            async with anyws.connect(f"ws://127.0.0.1:{port}/"):
+                pass  # pragma: no cover
+    assert info.value.response.status_code == 302
+
+
+async def test_redirect_from_wss_to_ws_is_refused(
+    server_ssl_context: ssl.SSLContext, client_ssl_context: ssl.SSLContext
+) -> None:
+    def redirect(connection: Any, request: Any) -> Any:
+        response = connection.respond(302, "")
+        response.headers["Location"] = "ws://127.0.0.1:1/"
+        return response
+
+    async with websockets_server(ssl_context=server_ssl_context, process_request=redirect) as uri:
+        with pytest.raises(SecurityError, match="wss:// to ws://"):
+            async with anyws.connect(uri, ssl=client_ssl_context):
+                pass  # pragma: no cover
+
+
+# -- proxies ----------------------------------------------------------------------------
+
+
+async def connect_proxy(
+    stream: anyio.abc.SocketStream, seen: list[bytes], status: bytes = b"200"
+) -> None:
+    request = await read_request(stream)
+    seen.append(request)
+    if status != b"200":
+        await stream.send(b"HTTP/1.1 " + status + b" No\r\nContent-Length: 0\r\n\r\n")
+        return
+    target = request.split(b" ")[1].decode()
+    host, _, port = target.rpartition(":")
+    async with await anyio.connect_tcp(host, int(port)) as upstream:
+        await stream.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        async def pump(source: anyio.abc.ByteStream, sink: anyio.abc.ByteStream) -> None:
+            try:
+                async for chunk in source:
+                    await sink.send(chunk)
+                await sink.send_eof()  # type: ignore[attr-defined]
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pump, stream, upstream)
+            tg.start_soon(pump, upstream, stream)
+
+
+async def test_http_proxy(echo_uri: str) -> None:
+    seen: list[bytes] = []
+    async with raw_server(lambda stream: connect_proxy(stream, seen)) as proxy_port:
+        proxy = f"http://user:secret@127.0.0.1:{proxy_port}"
+        async with anyws.connect(echo_uri, proxy=proxy) as ws:
+            await ws.send("tunnelled")
+            assert await ws.recv() == "tunnelled"
+    assert seen[0].startswith(
+        f"CONNECT 127.0.0.1:{echo_uri.split(':')[2].strip('/')} HTTP/1.1".encode()
+    )
+    assert b"Proxy-Authorization: Basic dXNlcjpzZWNyZXQ=" in seen[0]
+
+
+async def test_proxy_from_environment(echo_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[bytes] = []
+    async with raw_server(lambda stream: connect_proxy(stream, seen)) as proxy_port:
+        monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{proxy_port}")
+        monkeypatch.delenv("no_proxy", raising=False)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        async with anyws.connect(echo_uri) as ws:
+            await ws.send("via env")
+            assert await ws.recv() == "via env"
+        assert len(seen) == 1
+        monkeypatch.setenv("no_proxy", "127.0.0.1")
+        async with anyws.connect(echo_uri) as ws:
+            await ws.send("direct")
+            assert await ws.recv() == "direct"
+        async with anyws.connect(echo_uri, proxy=None) as ws:
+            pass
+        assert len(seen) == 1
+
+
+async def test_proxy_refusal(echo_uri: str) -> None:
+    seen: list[bytes] = []
+    async with raw_server(lambda stream: connect_proxy(stream, seen, b"407")) as proxy_port:
+        with pytest.raises(ProxyError, match="HTTP 407") as info:
+            async with anyws.connect(echo_uri, proxy=f"http://127.0.0.1:{proxy_port}"):
+                pass  # pragma: no cover
+    assert info.value.response is not None
+    assert info.value.response.status_code == 407
+
+
+async def test_proxy_errors(unused_tcp_port: int, echo_uri: str) -> None:
+    with pytest.raises(ProxyError, match="failed to connect to the proxy"):
+        async with anyws.connect(echo_uri, proxy=f"http://127.0.0.1:{unused_tcp_port}"):
+            pass  # pragma: no cover
+
+    async def garbage(stream: anyio.abc.SocketStream) -> None:
+        await read_request(stream)
+        await stream.send(b"garbage\r\n\r\n")
+
+    async with raw_server(garbage) as port:
+        with pytest.raises(ProxyError, match="invalid response"):
+            async with anyws.connect(echo_uri, proxy=f"http://127.0.0.1:{port}"):
+                pass  # pragma: no cover
+
+    async def hang_up(stream: anyio.abc.SocketStream) -> None:
+        await read_request(stream)
+
+    async with raw_server(hang_up) as port:
+        with pytest.raises(ProxyError, match="closed the connection"):
+            async with anyws.connect(echo_uri, proxy=f"http://127.0.0.1:{port}"):
+                pass  # pragma: no cover
+
+
+@pytest.mark.parametrize(
+    ("proxy", "message"),
+    [
+        ("socks5://127.0.0.1:1080", "unsupported proxy"),
+        ("http://127.0.0.1:port", "invalid proxy URL"),
+        ("http://", "no host"),
+    ],
+)
+async def test_invalid_proxy_at_the_call(proxy: str, message: str) -> None:
+    with pytest.raises(ProxyError, match=message):
+        anyws.connect("ws://example.com/", proxy=proxy)
+
+
+# -- options ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "name"),
+    [
+        ({"compression": "gzip"}, ValueError, "compression"),
+        ({"open_timeout": -1}, ValueError, "open_timeout"),
+        ({"close_timeout": "10"}, ValueError, "close_timeout"),
+        ({"ping_interval": 0}, ValueError, "ping_interval"),
+        ({"ping_timeout": True}, ValueError, "ping_timeout"),
+        ({"max_size": 0}, ValueError, "max_size"),
+        ({"max_queue": -1}, ValueError, "max_queue"),
+        ({"max_queue": (4, 8)}, ValueError, "max_queue"),
+        ({"max_queue": (4, 1, 1)}, ValueError, "max_queue"),
+        ({"read_limit": None}, ValueError, "read_limit"),
+        ({"write_limit": 1.5}, ValueError, "write_limit"),
+        ({"subprotocols": "chat"}, TypeError, "subprotocols"),
+        ({"subprotocols": [""]}, TypeError, "subprotocols"),
+        ({"extensions": ["permessage-deflate"]}, TypeError, "extensions"),
+        ({"user_agent_header": 1}, TypeError, "user_agent_header"),
+        ({"origin": 1}, TypeError, "origin"),
+        ({"ssl": "yes"}, TypeError, "ssl"),
+        ({"ssl": True}, ValueError, "ssl"),
+        ({"server_hostname": "x"}, ValueError, "server_hostname"),
+    ],
+)
+async def test_invalid_options_fail_at_the_call(
+    options: dict[str, Any], error: type[Exception], name: str
+) -> None:
+    with pytest.raises(error, match=name):
+        anyws.connect("ws://example.com/", **options)
+
+
+async def test_limit_pairs_and_logger_name(echo_uri: str) -> None:
+    async with anyws.connect(
+        echo_uri,
+        max_queue=(8, None),
+        write_limit=(1024, 256),
+        logger="my.logger",
+        max_size=None,
+        ping_interval=None,
+        open_timeout=None,
+        close_timeout=None,
+    ) as ws:
+        assert ws.logger is logging.getLogger("my.logger")
+        await ws.send("x")
+        assert await ws.recv() == "x"
+    async with anyws.connect(echo_uri, max_queue=(None, None)) as ws:
+        pass
+
+
+async def test_connect_is_not_awaitable() -> None:
+    with pytest.raises(TypeError, match="async with"):
+        await anyws.connect("ws://example.com/")  # type: ignore[misc]
+
+
+async def test_context_cannot_be_entered_twice(echo_uri: str) -> None:
+    context = anyws.connect(echo_uri)
+    async with context:
+        with pytest.raises(RuntimeError, match="already in use"):
+            await context.__aenter__()
+
+
+async def test_process_exception() -> None:
+    assert process_exception(ConnectionRefusedError()) is None
+    assert process_exception(TimeoutError()) is None
+    error = InvalidURI("x", "bad")
+    assert process_exception(error) is error
+
+
+async def test_send_after_close_is_connection_closed_ok(echo_uri: str) -> None:
+    async with anyws.connect(echo_uri) as ws:
+        await ws.close()
+        with pytest.raises(ConnectionClosedOK):
+            await ws.send("late")
