@@ -32,7 +32,7 @@ from ._exceptions import (
 )
 from ._handshake import DEFAULT_USER_AGENT, Accepted, ClientHandshake, Redirect, decode_headers
 from ._protocol import ClientProtocol
-from ._types import HeadersLike, Response
+from ._types import HeadersLike, Request, Response
 from ._url import WebSocketURI, parse_uri, resolve_redirect
 
 MAX_REDIRECTS = 10  # as in `websockets` and browsers
@@ -146,6 +146,7 @@ class _Options:
         server_hostname: str | None,
         unix_socket: str | os.PathLike[str] | None,
         proxy: str | bool | None,
+        proxy_ssl: ssl_module.SSLContext | None,
     ) -> None:
         if compression not in ("deflate", None):
             raise ValueError(f"compression must be 'deflate' or None, not {compression!r}")
@@ -161,6 +162,8 @@ class _Options:
             raise TypeError("origin must be a str or None")
         if ssl is not None and not isinstance(ssl, (bool, ssl_module.SSLContext)):
             raise TypeError("ssl must be an ssl.SSLContext, True, or None")
+        if proxy_ssl is not None and not isinstance(proxy_ssl, ssl_module.SSLContext):
+            raise TypeError("proxy_ssl must be an ssl.SSLContext or None")
         self.additional_headers = additional_headers
         self.user_agent_header = user_agent_header
         self.origin = origin
@@ -192,6 +195,7 @@ class _Options:
         self.server_hostname = server_hostname
         self.unix_socket = None if unix_socket is None else os.fspath(unix_socket)
         self.proxy = proxy
+        self.proxy_ssl = proxy_ssl
 
     def ssl_context(self, uri: WebSocketURI) -> ssl_module.SSLContext | None:
         if not uri.secure:
@@ -231,7 +235,7 @@ class _WebSocketContext:
         with anyio.move_on_after(
             float("inf") if options.open_timeout is None else options.open_timeout
         ) as scope:
-            stream, uri, accepted, request = await self._open()
+            stream, accepted, request = await self._open()
         if scope.cancelled_caught:
             raise TimeoutError(
                 f"timed out during the opening handshake (open_timeout={options.open_timeout}s)"
@@ -256,7 +260,7 @@ class _WebSocketContext:
         options.logger.debug("connected to %s", self._uri)
         return connection
 
-    async def _open(self) -> tuple[anyio.abc.ByteStream, WebSocketURI, Accepted, Any]:
+    async def _open(self) -> tuple[anyio.abc.ByteStream, Accepted, Request]:
         uri = self._parsed
         for _ in range(MAX_REDIRECTS + 1):
             stream = await self._open_transport(uri)
@@ -267,7 +271,7 @@ class _WebSocketContext:
                 await anyio.aclose_forcefully(stream)
                 raise
             if isinstance(outcome, Accepted):
-                return stream, uri, outcome, handshake.request
+                return stream, outcome, handshake.request
             await anyio.aclose_forcefully(stream)
             target = resolve_redirect(uri, outcome.location)
             try:
@@ -312,7 +316,7 @@ class _WebSocketContext:
                     tls_hostname=hostname,
                     tls_standard_compatible=False,
                 )
-            stream = await _open_tunnel(proxy, uri)
+            stream = await _open_tunnel(proxy, uri, options.proxy_ssl)
         if context is None:
             return stream
         try:
@@ -371,15 +375,14 @@ async def _exchange(
 
 
 def _raise_transport_error(exc: anyio.BrokenResourceError) -> NoReturn:
-    # anyio wraps the OSError (reset, TLS failure) that broke the stream; network failures
-    # leave as OSError (DESIGN §5).
-    cause = exc.__cause__
-    if isinstance(cause, OSError):
-        raise cause from None
-    raise InvalidMessage("connection lost during the opening handshake") from exc
+    # Network failures leave as OSError (DESIGN §5); anyio's error (and the OSError it
+    # wraps, if any) is the cause.
+    raise ConnectionResetError("connection lost during the opening handshake") from exc
 
 
-async def _open_tunnel(proxy: WebSocketURI, uri: WebSocketURI) -> anyio.abc.ByteStream:
+async def _open_tunnel(
+    proxy: WebSocketURI, uri: WebSocketURI, proxy_ssl: ssl_module.SSLContext | None
+) -> anyio.abc.ByteStream:
     """Connect to an HTTP proxy and open a tunnel to the server with CONNECT (RFC 9110 §9.3.6)."""
     try:
         stream: anyio.abc.ByteStream = await anyio.connect_tcp(proxy.host, proxy.port)
@@ -392,7 +395,7 @@ async def _open_tunnel(proxy: WebSocketURI, uri: WebSocketURI) -> anyio.abc.Byte
             stream = await TLSStream.wrap(
                 stream,
                 hostname=proxy.host,
-                ssl_context=ssl_module.create_default_context(),
+                ssl_context=proxy_ssl or ssl_module.create_default_context(),
                 standard_compatible=False,
             )
         target = f"[{uri.host}]:{uri.port}" if ":" in uri.host else f"{uri.host}:{uri.port}"
@@ -457,6 +460,7 @@ def open_websocket(
     server_hostname: str | None = None,
     unix_socket: str | os.PathLike[str] | None = None,
     proxy: str | bool | None = True,
+    proxy_ssl: ssl_module.SSLContext | None = None,
 ) -> _WebSocketContext:
     """Open a WebSocket connection; use the result with `async with ... as ws:`.
 
@@ -492,6 +496,8 @@ def open_websocket(
         proxy: an `http://` or `https://` proxy URL to tunnel through with CONNECT; True
             (default) uses HTTPS_PROXY/HTTP_PROXY/NO_PROXY from the environment; None: no
             proxy.
+        proxy_ssl: the `SSLContext` for an `https://` proxy (default: verified against
+            the system's trust).
 
     Returns:
         An async context manager that yields a `ClientConnection`.
@@ -525,6 +531,7 @@ def open_websocket(
         server_hostname=server_hostname,
         unix_socket=unix_socket,
         proxy=proxy,
+        proxy_ssl=proxy_ssl,
     )
     return _WebSocketContext(uri, options)
 

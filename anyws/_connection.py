@@ -518,10 +518,10 @@ class ClientConnection:
             if isinstance(item, PongReceived):
                 now = anyio.current_time()
                 for payload in item.payloads:
-                    waiter = self._pong_waiters.pop(payload, None)
-                    if waiter is not None:
-                        self.latency = now - waiter.sent_at
-                        waiter._set(self.latency)
+                    # Every ping the protocol tracks was registered here in the same step.
+                    waiter = self._pong_waiters.pop(payload)
+                    self.latency = now - waiter.sent_at
+                    waiter._set(self.latency)
             elif high is None or len(self._messages) < high or protocol.state is State.OPEN:
                 self._messages.append(item)
             # else: closing with a full queue; the message is dropped (see _stop_pausing_reader)

@@ -372,13 +372,13 @@ class ClientHandshake:
                 raise InvalidMessage(f"invalid HTTP response: {exc}") from None
             if event is h11.NEED_DATA:
                 return None
-            if isinstance(event, (h11.InformationalResponse, h11.Response)):
-                # h11 bounds a head that arrives slowly; this bounds one that arrives at once.
-                if (
-                    sum(len(name) + len(value) + 4 for name, value in event.headers)
-                    > MAX_RESPONSE_HEAD
-                ):
-                    raise SecurityError(f"handshake response exceeds {MAX_RESPONSE_HEAD} bytes")
+            # h11 bounds a head that arrives slowly; this bounds one that arrives at once.
+            if (
+                isinstance(event, (h11.InformationalResponse, h11.Response))
+                and sum(len(name) + len(value) + 4 for name, value in event.headers)
+                > MAX_RESPONSE_HEAD
+            ):
+                raise SecurityError(f"handshake response exceeds {MAX_RESPONSE_HEAD} bytes")
             if isinstance(event, h11.InformationalResponse):
                 if event.status_code == 101:
                     return self._accept(event)
@@ -400,8 +400,7 @@ class ClientHandshake:
                     raise InvalidStatus(self._rejected_response(truncated=True))
             elif isinstance(event, h11.EndOfMessage):
                 raise InvalidStatus(self._rejected_response(truncated=False))
-            else:
-                # h11.ConnectionClosed: the server closed before any response.
+            else:  # pragma: no cover (h11 reports an EOF before the response as an error)
                 raise InvalidMessage(
                     "connection closed while reading HTTP response"
                 ) from EOFError()

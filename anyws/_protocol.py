@@ -271,11 +271,8 @@ class ClientProtocol:
     def _acknowledge(self, payload: bytes) -> list[bytes]:
         if payload not in self._pings:
             return []  # an unsolicited pong is allowed and ignored (RFC 6455 §5.5.3)
-        acknowledged: list[bytes] = []
-        for waiting in self._pings:
-            acknowledged.append(waiting)
-            if waiting == payload:
-                break
+        waiting_pings = list(self._pings)
+        acknowledged = waiting_pings[: waiting_pings.index(payload) + 1]
         for waiting in acknowledged:
             del self._pings[waiting]
         return acknowledged

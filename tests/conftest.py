@@ -3,6 +3,7 @@ raw TCP servers, an in-memory transport, and TLS material from trustme."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import sys
@@ -20,7 +21,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 
-import echo_server  # noqa: E402
+import echo_server
 
 ECHO = echo_server
 
@@ -93,10 +94,8 @@ async def raw_server(handler: RawHandler) -> AsyncIterator[int]:
 
         async def run(stream: anyio.abc.SocketStream) -> None:
             async with stream:
-                try:
+                with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
                     await handler(stream)
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    pass
 
         tg.start_soon(listener.serve, run)
         yield listener.extra(anyio.abc.SocketAttribute.local_port)
@@ -214,6 +213,7 @@ async def memory_websocket(
         error: BaseException | None = None
         try:
             async with context as ws:
+                ws.test_transport = client_stream
                 yield ws
         except BaseException as exc:
             error = exc

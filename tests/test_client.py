@@ -3,6 +3,7 @@ scripted servers, TLS (trustme), Unix sockets, an HTTP CONNECT proxy and redirec
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import ssl
@@ -132,7 +133,8 @@ async def test_handshake_details_seen_by_the_server() -> None:
 async def test_default_user_agent(echo_uri: str) -> None:
     async with anyws.connect(echo_uri) as ws:
         agent = ws.request.headers["User-Agent"]
-    assert agent.startswith("Python/") and f"anyws/{anyws.__version__}" in agent
+    assert agent.startswith("Python/")
+    assert f"anyws/{anyws.__version__}" in agent
 
 
 # -- TLS --------------------------------------------------------------------------------
@@ -188,6 +190,15 @@ async def test_unix_connect() -> None:
             assert ws.request.path == "/p"
 
 
+async def test_unix_connect_with_untrusted_tls(server_ssl_context: ssl.SSLContext) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "ws.sock")
+        async with websockets_server(unix_path=path, ssl=server_ssl_context):
+            with pytest.raises(ssl.SSLCertVerificationError):
+                async with anyws.unix_connect(path, "wss://localhost/"):
+                    pass  # pragma: no cover
+
+
 async def test_unix_connect_with_tls(
     server_ssl_context: ssl.SSLContext, client_ssl_context: ssl.SSLContext
 ) -> None:
@@ -224,7 +235,7 @@ async def test_server_that_never_answers_times_out() -> None:
         await anyio.sleep_forever()
 
     async with raw_server(silent) as port:
-        with pytest.raises(TimeoutError, match="open_timeout=0.1"):
+        with pytest.raises(TimeoutError, match=r"open_timeout=0\.1"):
             async with anyws.connect(f"ws://127.0.0.1:{port}/", open_timeout=0.1):
                 pass  # pragma: no cover
 
@@ -371,45 +382,49 @@ async def test_garbage_from_the_server_fails_the_connection(bad_frame: bytes, co
 
 
 async def test_tcp_drop_without_close() -> None:
-    async with await serve_reply(SWITCHING, then=frame(0x1, b"last")) as port:
-        async with anyws.connect(f"ws://127.0.0.1:{port}/", compression=None) as ws:
-            assert await ws.recv() == "last"
-            with pytest.raises(ConnectionClosedError) as info:
-                await ws.recv()
-            assert info.value.rcvd is None
-            assert ws.close_code == 1006
+    async with (
+        await serve_reply(SWITCHING, then=frame(0x1, b"last")) as port,
+        anyws.connect(f"ws://127.0.0.1:{port}/", compression=None) as ws,
+    ):
+        assert await ws.recv() == "last"
+        with pytest.raises(ConnectionClosedError) as info:
+            await ws.recv()
+        assert info.value.rcvd is None
+        assert ws.close_code == 1006
 
 
 async def test_dead_peer_heartbeat_closes_with_1011() -> None:
-    async with await serve_reply(SWITCHING, close=False) as port:
-        async with anyws.connect(
+    async with (
+        await serve_reply(SWITCHING, close=False) as port,
+        anyws.connect(
             f"ws://127.0.0.1:{port}/", ping_interval=0.05, ping_timeout=0.05, close_timeout=1
-        ) as ws:
-            with pytest.raises(ConnectionClosedError) as info:
-                await ws.recv()
+        ) as ws,
+    ):
+        with pytest.raises(ConnectionClosedError) as info:
+            await ws.recv()
     assert info.value.sent is not None
     assert info.value.sent.code == 1011
     assert isinstance(info.value.__cause__, TimeoutError)
 
 
 async def test_handshake_trailing_data_is_the_first_message() -> None:
-    async with await serve_reply(
-        SWITCHING, then=frame(0x1, b"early") + frame(0x8, b"\x03\xe8")
-    ) as port:
-        async with anyws.connect(f"ws://127.0.0.1:{port}/", close_timeout=0.2) as ws:
-            assert [message async for message in ws] == ["early"]
+    async with (
+        await serve_reply(SWITCHING, then=frame(0x1, b"early") + frame(0x8, b"\x03\xe8")) as port,
+        anyws.connect(f"ws://127.0.0.1:{port}/", close_timeout=0.2) as ws,
+    ):
+        assert [message async for message in ws] == ["early"]
 
 
 # -- redirects --------------------------------------------------------------------------
 
 
 async def test_redirects_are_followed(echo_uri: str) -> None:
-    async with await serve_reply(
-        http("302 Found", f"Location: {echo_uri}", "Content-Length: 0")
-    ) as port:
-        async with anyws.connect(f"ws://127.0.0.1:{port}/") as ws:
-            await ws.send("redirected")
-            assert await ws.recv() == "redirected"
+    async with (
+        await serve_reply(http("302 Found", f"Location: {echo_uri}", "Content-Length: 0")) as port,
+        anyws.connect(f"ws://127.0.0.1:{port}/") as ws,
+    ):
+        await ws.send("redirected")
+        assert await ws.recv() == "redirected"
 
 
 async def test_too_many_redirects() -> None:
@@ -451,10 +466,12 @@ async def test_redirect_from_wss_to_ws_is_refused(
 
 
 async def connect_proxy(
-    stream: anyio.abc.SocketStream, seen: list[bytes], status: bytes = b"200"
+    stream: anyio.abc.ByteStream, seen: list[bytes], status: bytes = b"200", interim: bool = False
 ) -> None:
     request = await read_request(stream)
     seen.append(request)
+    if interim:
+        await stream.send(b"HTTP/1.1 100 Continue\r\n\r\n")
     if status != b"200":
         await stream.send(b"HTTP/1.1 " + status + b" No\r\nContent-Length: 0\r\n\r\n")
         return
@@ -463,15 +480,15 @@ async def connect_proxy(
     async with await anyio.connect_tcp(host, int(port)) as upstream:
         await stream.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
 
-        async def pump(source: anyio.abc.ByteStream, sink: anyio.abc.ByteStream) -> None:
-            try:
-                async for chunk in source:
-                    await sink.send(chunk)
-                await sink.send_eof()  # type: ignore[attr-defined]
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                pass
-
         async with anyio.create_task_group() as tg:
+
+            async def pump(source: anyio.abc.ByteStream, sink: anyio.abc.ByteStream) -> None:
+                # Either side ending ends the tunnel.
+                with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    async for chunk in source:
+                        await sink.send(chunk)
+                tg.cancel_scope.cancel()
+
             tg.start_soon(pump, stream, upstream)
             tg.start_soon(pump, upstream, stream)
 
@@ -487,6 +504,25 @@ async def test_http_proxy(echo_uri: str) -> None:
         f"CONNECT 127.0.0.1:{echo_uri.split(':')[2].strip('/')} HTTP/1.1".encode()
     )
     assert b"Proxy-Authorization: Basic dXNlcjpzZWNyZXQ=" in seen[0]
+
+
+async def test_https_proxy_with_interim_response(
+    echo_uri: str, server_ssl_context: ssl.SSLContext, client_ssl_context: ssl.SSLContext
+) -> None:
+    from anyio.streams.tls import TLSStream
+
+    seen: list[bytes] = []
+
+    async def tls_proxy(stream: anyio.abc.SocketStream) -> None:
+        wrapped = await TLSStream.wrap(stream, server_side=True, ssl_context=server_ssl_context)
+        await connect_proxy(wrapped, seen, interim=True)
+
+    async with raw_server(tls_proxy) as proxy_port:
+        proxy = f"https://localhost:{proxy_port}"
+        async with anyws.connect(echo_uri, proxy=proxy, proxy_ssl=client_ssl_context) as ws:
+            await ws.send("through TLS")
+            assert await ws.recv() == "through TLS"
+    assert len(seen) == 1
 
 
 async def test_proxy_from_environment(echo_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -577,6 +613,7 @@ async def test_invalid_proxy_at_the_call(proxy: str, message: str) -> None:
         ({"user_agent_header": 1}, TypeError, "user_agent_header"),
         ({"origin": 1}, TypeError, "origin"),
         ({"ssl": "yes"}, TypeError, "ssl"),
+        ({"proxy_ssl": True}, TypeError, "proxy_ssl"),
         ({"ssl": True}, ValueError, "ssl"),
         ({"server_hostname": "x"}, ValueError, "server_hostname"),
     ],
@@ -602,8 +639,9 @@ async def test_limit_pairs_and_logger_name(echo_uri: str) -> None:
         assert ws.logger is logging.getLogger("my.logger")
         await ws.send("x")
         assert await ws.recv() == "x"
-    async with anyws.connect(echo_uri, max_queue=(None, None)) as ws:
-        pass
+    logger = logging.getLogger("given")
+    async with anyws.connect(echo_uri, max_queue=(None, None), logger=logger) as ws:
+        assert ws.logger is logger
 
 
 async def test_connect_is_not_awaitable() -> None:

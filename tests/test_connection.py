@@ -152,6 +152,23 @@ async def test_send_cancelled_while_waiting_for_room_sends_nothing() -> None:
     assert script.received == ["one", "four"]
 
 
+async def test_sender_waiting_for_room_sees_the_connection_die() -> None:
+    async def stuck(connection: ServerConnection) -> None:
+        await anyio.sleep_forever()
+
+    async with memory_websocket(stuck, max_chunks=0, write_limit=1, close_timeout=0) as ws:
+        await ws.send("fills the transport")
+        async with anyio.create_task_group() as tg:
+
+            async def blocked_send() -> None:
+                with pytest.raises(ConnectionClosedError):
+                    await ws.send("waits for room")
+
+            tg.start_soon(blocked_send)
+            await anyio.wait_all_tasks_blocked()
+            await ws.test_transport.aclose()
+
+
 async def test_send_rejects_bad_types() -> None:
     async with memory_websocket() as ws:
         with pytest.raises(TypeError, match="send_json"):
@@ -218,10 +235,14 @@ async def test_async_iteration_raises_on_abnormal_close() -> None:
         await connection.close(1011, "server error")
 
     async with memory_websocket(handler) as ws:
-        received = []
-        with pytest.raises(ConnectionClosedError) as info:
+        received: list[object] = []
+
+        async def iterate() -> None:
             async for message in ws:
                 received.append(message)
+
+        with pytest.raises(ConnectionClosedError) as info:
+            await iterate()
         assert received == ["a"]
         assert info.value.rcvd is not None
         assert info.value.rcvd.code == 1011
@@ -508,21 +529,61 @@ async def test_messages_received_before_close_are_delivered() -> None:
         assert [message async for message in ws] == ["0", "1", "2", "3", "4"]
 
 
-def test_virtual_time_heartbeat_keeps_a_live_connection_open() -> None:
-    """On trio's MockClock, a healthy peer answers every keepalive ping."""
+def run_on_virtual_time(main: Any) -> Any:
+    """Run `main` under trio with a MockClock that jumps whenever every task is blocked."""
     import trio
     import trio.testing
 
-    async def main() -> tuple[float, Any]:
-        async with memory_websocket(ping_interval=20, ping_timeout=20) as ws:
-            await trio.sleep(200)  # virtual: ten keepalive rounds
-            state = ws.state
-            latency = ws.latency
-        return latency, state
+    return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
-    latency, state = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+def test_virtual_time_heartbeat_keeps_a_live_connection_open() -> None:
+    """On trio's MockClock, a healthy peer answers every keepalive ping."""
+
+    async def main() -> tuple[float, State]:
+        async with memory_websocket(ping_interval=20, ping_timeout=20) as ws:
+            await anyio.sleep(200)  # virtual: ten keepalive rounds
+            return ws.latency, ws.state
+
+    latency, state = run_on_virtual_time(main)
     assert state is State.OPEN
     assert not math.isnan(latency)
+
+
+def test_virtual_time_heartbeat_without_ping_timeout() -> None:
+    pings: list[bytes] = []
+
+    async def deaf(connection: ServerConnection) -> None:
+        with contextlib.suppress(anyio.EndOfStream):
+            while True:
+                pings.append(await connection.stream.receive())
+
+    async def main() -> State:
+        async with memory_websocket(
+            deaf, ping_interval=20, ping_timeout=None, close_timeout=1
+        ) as ws:
+            await anyio.sleep(100)  # pongs never come, and that is allowed
+            return ws.state
+
+    assert run_on_virtual_time(main) is State.OPEN
+    assert len(pings) == 5
+
+
+def test_virtual_time_heartbeat_stops_once_closing() -> None:
+    async def closes_but_keeps_tcp(connection: ServerConnection) -> None:
+        await connection.stream.send(connection.ws.send(CloseConnection(1000)))
+        with contextlib.suppress(anyio.EndOfStream):
+            while True:
+                await connection.stream.receive()
+
+    async def main() -> tuple[State, int | None]:
+        async with memory_websocket(closes_but_keeps_tcp, ping_interval=20, close_timeout=60) as ws:
+            await anyio.sleep(50)  # the heartbeat wakes at 20 and 40 while closing
+            state = ws.state
+            await ws.wait_closed()
+            return state, ws.close_code
+
+    assert run_on_virtual_time(main) == (State.CLOSING, 1000)
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])

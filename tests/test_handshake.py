@@ -221,6 +221,7 @@ def test_redirect_without_location_is_rejection() -> None:
             "invalid Upgrade header: h2c",
         ),
         (response("101 OK", "Upgrade: websocket"), InvalidUpgrade, "missing Connection"),
+        (response("101 OK", "Upgrade: "), InvalidUpgrade, "empty Upgrade header"),
         (
             response("101 OK", "Upgrade: websocket", "Connection: close"),
             InvalidUpgrade,
@@ -411,6 +412,25 @@ def test_user_extensions() -> None:
     assert isinstance(outcome, Accepted)
     assert outcome.extensions == [custom]
     assert custom.finalized_with == "x-custom; a=1; b"
+
+
+class SilentExtension(CustomExtension):
+    name = "x-silent"
+
+    def offer(self) -> bool:
+        return False
+
+
+def test_extensions_that_decline_to_offer_and_several_extensions() -> None:
+    first, second = SilentExtension(), CustomExtension()
+    handshake = ClientHandshake(
+        parse_uri("ws://h/"), extensions=[first, second], compression=None, key=KEY
+    )
+    assert handshake.request.headers["Sec-WebSocket-Extensions"] == "x-custom"
+    handshake.data_to_send()
+    outcome = handshake.receive_data(switching("Sec-WebSocket-Extensions: x-custom"))
+    assert isinstance(outcome, Accepted)
+    assert outcome.extensions == [second]
 
 
 def test_user_extension_bad_parameters() -> None:

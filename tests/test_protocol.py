@@ -235,6 +235,14 @@ def test_ping_from_server_is_answered_first() -> None:
     assert isinstance(events[1], TextMessage)
 
 
+def test_ping_while_closing_is_not_answered() -> None:
+    client, server = pair()
+    client.send_close()
+    client.data_to_send()
+    client.receive_data(server.send(Ping(b"late")))
+    assert client.data_to_send() == []
+
+
 def test_ping_bookkeeping() -> None:
     client, server = pair()
     client.send_ping(b"1")
@@ -428,6 +436,14 @@ def test_deflate_parameters_are_honoured(params: list[tuple[str, str | None]]) -
     deflate = zlib.compressobj(6, zlib.DEFLATED, -max(server_bits, 9))
     compressed = deflate.compress(b"abcabc") + deflate.flush(zlib.Z_SYNC_FLUSH)
     assert client.receive_data(frame(0x1, compressed[:-4], rsv=0x40)) == ["abcabc"]
+
+
+def test_deflate_input_is_inflated_in_slices() -> None:
+    client, server = pair(deflate=True, max_size=2**16)
+    noise = bytes(range(256)) * 40 + b"".join(i.to_bytes(2, "big") for i in range(5000))
+    data = server.send(BytesMessage(noise))
+    assert len(data) > 2 * 64  # more than one slice
+    assert client.receive_data(data) == [noise]
 
 
 def test_deflate_bomb_is_stopped_early() -> None:
