@@ -23,6 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 
 import echo_server
 
+import anyws
+
 ECHO = echo_server
 
 
@@ -195,9 +197,8 @@ async def memory_websocket(
     max_chunks: float = float("inf"),
     compression: bool = True,
     **options: Any,
-) -> AsyncIterator[Any]:
+) -> AsyncIterator[anyws.ClientConnection]:
     """Connect `anyws` to `handler` (our server) over an in-memory transport."""
-    import anyws
 
     client_stream, server_stream = memory_pair(max_chunks)
     async with anyio.create_task_group() as tg:
@@ -213,7 +214,6 @@ async def memory_websocket(
         error: BaseException | None = None
         try:
             async with context as ws:
-                ws.test_transport = client_stream
                 yield ws
         except BaseException as exc:
             error = exc

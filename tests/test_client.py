@@ -55,7 +55,8 @@ async def test_echo_against_real_servers(server_uri: str, compression: str | Non
         assert (ws.response.headers.get("Sec-WebSocket-Extensions") is not None) == (
             compression is not None
         )
-        for message in ["hello", "ünïcödé", b"\x00\xff" * 1000, "x" * 300_000, b""]:
+        messages: list[str | bytes] = ["hello", "ünïcödé", b"\x00\xff" * 1000, "x" * 300_000, b""]
+        for message in messages:
             await ws.send(message)
             assert await ws.recv() == message
         await ws.send(["frag", "mented"])
@@ -646,7 +647,7 @@ async def test_limit_pairs_and_logger_name(echo_uri: str) -> None:
 
 async def test_connect_is_not_awaitable() -> None:
     with pytest.raises(TypeError, match="async with"):
-        await anyws.connect("ws://example.com/")  # type: ignore[misc]
+        await anyws.connect("ws://example.com/")
 
 
 async def test_context_cannot_be_entered_twice(echo_uri: str) -> None:

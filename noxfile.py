@@ -1,0 +1,96 @@
+"""Sessions: `nox` runs tests on every Python this machine has (each on both backends, with
+branch coverage held at 100 %), lint and typecheck. `nox -s demo` runs the demo."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.sessions = ["tests", "coverage", "lint", "typecheck"]
+nox.options.error_on_missing_interpreters = os.environ.get("CI") == "true"
+
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+ROOT = Path(__file__).parent
+
+
+def pyenv_versions() -> None:
+    """Make pyenv's `python3.X` shims answer: they do only for the active versions."""
+    root = os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))
+    versions = Path(root) / "versions"
+    if "PYENV_VERSION" not in os.environ and versions.is_dir():
+        names = sorted(
+            p.name for p in versions.iterdir() if any(p.name.startswith(f"{v}.") for v in PYTHONS)
+        )
+        if names:
+            os.environ["PYENV_VERSION"] = ":".join(names)
+
+
+pyenv_versions()
+
+
+def install_group(session: nox.Session, group: str) -> None:
+    """Install the project and one of its PEP 735 dependency groups."""
+    session.install("--upgrade", "pip>=25.1")
+    session.install("-e", ".", "--group", group)
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """Run the test suite on asyncio and trio, measuring branch coverage."""
+    install_group(session, "test")
+    session.run(
+        "coverage",
+        "run",
+        "-m",
+        "pytest",
+        *session.posargs,
+        env={"COVERAGE_FILE": str(ROOT / f".coverage.{session.python}")},
+    )
+
+
+@nox.session(python="3.11")
+def coverage(session: nox.Session) -> None:
+    """Combine the coverage of every test run; fail under 100 % of branches."""
+    session.install("coverage[toml]>=7.5")
+    data = [str(path) for path in ROOT.glob(".coverage.*")]
+    if not data:
+        session.error("no coverage data: run the tests session first")
+    session.run(
+        "coverage", "combine", "--keep", *data, env={"COVERAGE_FILE": str(ROOT / ".coverage")}
+    )
+    session.run("coverage", "report", env={"COVERAGE_FILE": str(ROOT / ".coverage")})
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    install_group(session, "lint")
+    session.run("ruff", "check", "anyws", "tests", "examples", "noxfile.py")
+    session.run("ruff", "format", "--check", "anyws", "tests", "examples", "noxfile.py")
+
+
+@nox.session(python="3.11")
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the library, the tests and the examples."""
+    install_group(session, "type")
+    session.install("nox")
+    session.run("mypy", "--strict")
+
+
+@nox.session(python="3.11")
+def demo(session: nox.Session) -> None:
+    """Install anyws and talk to an embedded local echo server on asyncio and trio."""
+    session.install("-e", ".[trio]")
+    session.run("python", "examples/demo.py")
+
+
+@nox.session(python="3.11")
+def clean(session: nox.Session) -> None:
+    """Remove coverage data and build leftovers."""
+    for path in ROOT.glob(".coverage*"):
+        path.unlink()
+    shutil.rmtree(ROOT / "htmlcov", ignore_errors=True)
