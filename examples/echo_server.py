@@ -12,6 +12,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -124,17 +125,24 @@ async def _accept(stream: anyio.abc.ByteStream, handler: Handler, compression: b
 
 @asynccontextmanager
 async def serve(
-    handler: Handler = echo, *, port: int = 0, compression: bool = True
+    handler: Handler = echo, *, port: int = 0, compression: bool = True, path: str | None = None
 ) -> AsyncIterator[int]:
-    """Serve `handler` on 127.0.0.1; yield the port. Every connection is closed on exit."""
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=port)
+    """Serve `handler` on 127.0.0.1 (or on the Unix socket `path`); yield the port (0 for
+    a Unix socket). Every connection is closed on exit."""
+    listener: anyio.abc.Listener[Any]
+    if path is None:
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=port)
+        bound = listener.extra(anyio.abc.SocketAttribute.local_port)
+    else:
+        listener = await anyio.create_unix_listener(path)
+        bound = 0
     async with listener, anyio.create_task_group() as tg:
 
         async def accept(stream: anyio.abc.ByteStream) -> None:
             await _accept(stream, handler, compression)
 
         tg.start_soon(listener.serve, accept)
-        yield listener.extra(anyio.abc.SocketAttribute.local_port)
+        yield bound
         tg.cancel_scope.cancel()
 
 

@@ -1,0 +1,190 @@
+"""The blocking API, for plain scripts: the same client, run by an event loop in a
+background thread (anyio's blocking portal).
+
+    from anyws.sync import connect
+
+    with connect("ws://127.0.0.1:8765/") as ws:
+        ws.send("hello")
+        print(ws.recv(timeout=5))
+
+Every method blocks until the operation completes and raises what its async counterpart
+raises. A connection belongs to the `with` block that opened it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from typing import Any, Literal
+
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+
+from . import _connection
+from ._client import open_websocket
+from ._exceptions import ConnectionClosedOK
+from ._protocol import State
+from ._types import Data, Request, Response
+
+__all__ = ["ClientConnection", "connect", "open_websocket_sync", "unix_connect"]
+
+
+class ClientConnection:
+    """A blocking view of an open `anyws.ClientConnection`."""
+
+    def __init__(self, portal: BlockingPortal, connection: _connection.ClientConnection) -> None:
+        self._portal = portal
+        self._connection = connection
+
+    # -- properties ---------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """`State.OPEN`, `State.CLOSING` or `State.CLOSED`."""
+        return self._connection.state
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is closed."""
+        return self._connection.closed
+
+    @property
+    def close_code(self) -> int | None:
+        """As `anyws.ClientConnection.close_code`."""
+        return self._connection.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        """As `anyws.ClientConnection.close_reason`."""
+        return self._connection.close_reason
+
+    @property
+    def latency(self) -> float:
+        """The round-trip time of the latest ping, in seconds."""
+        return self._connection.latency
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol the server chose, or None."""
+        return self._connection.subprotocol
+
+    @property
+    def request(self) -> Request:
+        """The opening handshake request."""
+        return self._connection.request
+
+    @property
+    def response(self) -> Response:
+        """The server's 101 response."""
+        return self._connection.response
+
+    @property
+    def local_address(self) -> Any:
+        """The local address of the socket."""
+        return self._connection.local_address
+
+    @property
+    def remote_address(self) -> Any:
+        """The server's address."""
+        return self._connection.remote_address
+
+    # -- receiving ------------------------------------------------------------------------
+
+    def recv(self, timeout: float | None = None) -> Data:
+        """Receive the next message; raises as `anyws.ClientConnection.recv`."""
+        return self._portal.call(self._connection.recv, timeout)
+
+    def receive_text(self, timeout: float | None = None) -> str:
+        """Receive a text message; raises as `anyws.ClientConnection.receive_text`."""
+        return self._portal.call(self._connection.receive_text, timeout)
+
+    def receive_bytes(self, timeout: float | None = None) -> bytes:
+        """Receive a binary message; raises as `anyws.ClientConnection.receive_bytes`."""
+        return self._portal.call(self._connection.receive_bytes, timeout)
+
+    def receive_json(
+        self, timeout: float | None = None, mode: Literal["text", "binary"] = "text"
+    ) -> Any:
+        """Receive a JSON message; raises as `anyws.ClientConnection.receive_json`."""
+        return self._portal.call(self._connection.receive_json, timeout, mode)
+
+    def __iter__(self) -> Iterator[Data]:
+        """Iterate over messages; ends on a normal close, raises on an abnormal one."""
+        while True:
+            try:
+                yield self.recv()
+            except ConnectionClosedOK:
+                return
+
+    # -- sending --------------------------------------------------------------------------
+
+    def send(self, message: Data | bytearray | memoryview | Iterable[Data]) -> None:
+        """Send a message (or an iterable of fragments); raises as `anyws.ClientConnection.send`."""
+        if not isinstance(message, (str, bytes, bytearray, memoryview)):
+            message = list(message)  # iterate in the caller's thread
+        self._portal.call(self._connection.send, message)
+
+    def send_text(self, data: str) -> None:
+        """Send a text message."""
+        self._portal.call(self._connection.send_text, data)
+
+    def send_bytes(self, data: bytes | bytearray | memoryview) -> None:
+        """Send a binary message."""
+        self._portal.call(self._connection.send_bytes, data)
+
+    def send_json(self, data: Any, mode: Literal["text", "binary"] = "text") -> None:
+        """Send `data` as JSON."""
+        self._portal.call(self._connection.send_json, data, mode)
+
+    def ping(self, data: Data | None = None) -> Future[float]:
+        """Send a ping; return a `concurrent.futures.Future` of the round-trip time.
+
+        `ws.ping().result(timeout=5)` waits for the pong. Raises as
+        `anyws.ClientConnection.ping`; the future raises `ConnectionClosed` if the
+        connection closes first.
+        """
+        waiter = self._portal.call(self._connection.ping, data)
+        return self._portal.start_task_soon(waiter.wait)
+
+    def pong(self, data: Data = b"") -> None:
+        """Send an unsolicited pong."""
+        self._portal.call(self._connection.pong, data)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the connection; as `anyws.ClientConnection.close`."""
+        self._portal.call(self._connection.close, code, reason)
+
+
+@contextmanager
+def connect(
+    uri: str, *, backend: Literal["asyncio", "trio"] = "asyncio", **options: Any
+) -> Iterator[ClientConnection]:
+    """Open a WebSocket connection for blocking use, as the context of a `with` block.
+
+    Args:
+        uri: a `ws://` or `wss://` URI.
+        backend: the event loop run in the background thread: "asyncio" or "trio".
+        **options: the options of `anyws.open_websocket`.
+
+    Raises:
+        As `anyws.open_websocket`.
+    """
+    context = open_websocket(uri, **options)
+    with (
+        start_blocking_portal(backend) as portal,
+        portal.wrap_async_context_manager(context) as connection,
+    ):
+        yield ClientConnection(portal, connection)
+
+
+open_websocket_sync = connect
+
+
+@contextmanager
+def unix_connect(
+    path: str | os.PathLike[str], uri: str = "ws://localhost/", **options: Any
+) -> Iterator[ClientConnection]:
+    """Open a WebSocket connection over a Unix socket for blocking use."""
+    with connect(uri, unix_socket=path, **options) as connection:
+        yield connection

@@ -1,0 +1,127 @@
+"""The blocking API over a real loopback server, with either backend in the background."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+
+import anyio
+import pytest
+from echo_server import ServerConnection, serve
+
+from anyws import ConnectionClosedError, ConnectionClosedOK, InvalidMessageType, State
+from anyws.sync import connect, open_websocket_sync, unix_connect
+
+
+@contextlib.contextmanager
+def background_server(handler: object = None, path: str | None = None) -> Iterator[str]:
+    ready = threading.Event()
+    stop = threading.Event()
+    uri: list[str] = []
+
+    async def run() -> None:
+        kwargs = {} if handler is None else {"handler": handler}
+        async with serve(path=path, **kwargs) as port:  # type: ignore[arg-type]
+            uri.append(f"ws://127.0.0.1:{port}/")
+            ready.set()
+            await anyio.to_thread.run_sync(stop.wait)
+
+    thread = threading.Thread(target=anyio.run, args=(run,))
+    thread.start()
+    ready.wait()
+    try:
+        yield uri[0]
+    finally:
+        stop.set()
+        thread.join()
+
+
+@pytest.fixture
+def sync_uri() -> Iterator[str]:
+    with background_server() as uri:
+        yield uri
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_sync_round_trip(sync_uri: str, backend: str) -> None:
+    with connect(sync_uri, backend=backend) as ws:  # type: ignore[arg-type]
+        assert ws.state is State.OPEN
+        ws.send("text")
+        assert ws.recv() == "text"
+        ws.send([b"a", b"b"])
+        assert ws.recv(timeout=5) == b"ab"
+        ws.send_text("t")
+        assert ws.receive_text() == "t"
+        ws.send_bytes(b"b")
+        assert ws.receive_bytes() == b"b"
+        ws.send_json({"k": 1})
+        assert ws.receive_json() == {"k": 1}
+        ws.send_json([1], mode="binary")
+        assert ws.receive_json(mode="binary") == [1]
+        ws.send_bytes(b"x")
+        with pytest.raises(InvalidMessageType):
+            ws.receive_text()
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=0.01)
+        assert ws.ping().result(timeout=5) >= 0
+        assert ws.latency >= 0
+        ws.pong(b"beat")
+        assert ws.subprotocol is None
+        assert ws.request.path == "/"
+        assert ws.response.status_code == 101
+        assert ws.local_address[0] == "127.0.0.1"
+        assert ws.remote_address[0] == "127.0.0.1"
+        assert not ws.closed
+        assert ws.close_code is None
+        assert ws.close_reason is None
+        ws.close(1001, "bye")
+        assert ws.closed
+        assert ws.close_code == 1001
+        assert ws.close_reason == "bye"
+        with pytest.raises(ConnectionClosedOK):
+            ws.send("late")
+
+
+def test_sync_iteration_and_errors() -> None:
+    async def handler(connection: ServerConnection) -> None:
+        await connection.send("one")
+        await connection.send("two")
+        await connection.close(1011, "broken")
+
+    with background_server(handler) as uri:
+        with connect(uri) as ws:
+            received: list[object] = []
+
+            def iterate() -> None:
+                received.extend(ws)
+
+            with pytest.raises(ConnectionClosedError):
+                iterate()
+            assert received == ["one", "two"]
+
+
+def test_sync_iteration_ends_on_normal_close() -> None:
+    async def handler(connection: ServerConnection) -> None:
+        await connection.send("only")
+        await connection.close()
+
+    with background_server(handler) as uri:
+        with open_websocket_sync(uri) as ws:
+            assert list(ws) == ["only"]
+
+
+def test_sync_block_error_propagates(sync_uri: str) -> None:
+    with pytest.raises(KeyError), connect(sync_uri):
+        raise KeyError("mine")
+
+
+def test_sync_unix_connect() -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "ws.sock")
+        with background_server(path=path):
+            with unix_connect(path) as ws:
+                ws.send("unix")
+                assert ws.recv() == "unix"
