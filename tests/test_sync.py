@@ -91,16 +91,15 @@ def test_sync_iteration_and_errors() -> None:
         await connection.send("two")
         await connection.close(1011, "broken")
 
-    with background_server(handler) as uri:
-        with connect(uri) as ws:
-            received: list[object] = []
+    with background_server(handler) as uri, connect(uri) as ws:
+        received: list[object] = []
 
-            def iterate() -> None:
-                received.extend(ws)
+        def iterate() -> None:
+            received.extend(ws)
 
-            with pytest.raises(ConnectionClosedError):
-                iterate()
-            assert received == ["one", "two"]
+        with pytest.raises(ConnectionClosedError):
+            iterate()
+        assert received == ["one", "two"]
 
 
 def test_sync_iteration_ends_on_normal_close() -> None:
@@ -108,9 +107,8 @@ def test_sync_iteration_ends_on_normal_close() -> None:
         await connection.send("only")
         await connection.close()
 
-    with background_server(handler) as uri:
-        with open_websocket_sync(uri) as ws:
-            assert list(ws) == ["only"]
+    with background_server(handler) as uri, open_websocket_sync(uri) as ws:
+        assert list(ws) == ["only"]
 
 
 def test_sync_block_error_propagates(sync_uri: str) -> None:
@@ -121,7 +119,6 @@ def test_sync_block_error_propagates(sync_uri: str) -> None:
 def test_sync_unix_connect() -> None:
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, "ws.sock")
-        with background_server(path=path):
-            with unix_connect(path) as ws:
-                ws.send("unix")
-                assert ws.recv() == "unix"
+        with background_server(path=path), unix_connect(path) as ws:
+            ws.send("unix")
+            assert ws.recv() == "unix"
