@@ -18,15 +18,17 @@ ROOT = Path(__file__).parent
 
 
 def pyenv_versions() -> None:
-    """Make pyenv's `python3.X` shims answer: they do only for the active versions."""
+    """Make pyenv's `python3.X` shims answer: they do only for the versions named in
+    PYENV_VERSION, so add every installed 3.10-3.13 to what is already there."""
     root = os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))
     versions = Path(root) / "versions"
-    if "PYENV_VERSION" not in os.environ and versions.is_dir():
-        names = sorted(
-            p.name for p in versions.iterdir() if any(p.name.startswith(f"{v}.") for v in PYTHONS)
-        )
-        if names:
-            os.environ["PYENV_VERSION"] = ":".join(names)
+    if not versions.is_dir():
+        return
+    active = [name for name in os.environ.get("PYENV_VERSION", "").split(":") if name]
+    for path in sorted(versions.iterdir()):
+        if any(path.name.startswith(f"{v}.") for v in PYTHONS) and path.name not in active:
+            active.append(path.name)
+    os.environ["PYENV_VERSION"] = ":".join(active)
 
 
 pyenv_versions()
