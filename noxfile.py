@@ -10,7 +10,7 @@ from pathlib import Path
 import nox
 
 nox.options.default_venv_backend = "venv"
-nox.options.sessions = ["tests", "coverage", "lint", "typecheck"]
+nox.options.sessions = ["tests", "coverage", "lint", "typecheck", "autobahn"]
 nox.options.error_on_missing_interpreters = os.environ.get("CI") == "true"
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
@@ -81,6 +81,17 @@ def typecheck(session: nox.Session) -> None:
     install_group(session, "type")
     session.install("nox")
     session.run("mypy", "--strict")
+
+
+@nox.session(python="3.11")
+def autobahn(session: nox.Session) -> None:
+    """The Autobahn|Testsuite fuzzing server against anyws on trio and asyncio.
+
+    Without arguments: every case but 9.*, 12.*, 13.* (large messages and deflate
+    variants), plus 12.1.* and 13.1.*; `nox -s autobahn -- '*'` runs all 517.
+    """
+    session.install("-e", ".[trio]")
+    session.run("python", "tests/autobahn/run.py", *session.posargs)
 
 
 @nox.session(python="3.11")

@@ -123,6 +123,7 @@ class ClientConnection:
         self._in_flight = 0
         self._initial_data = b""
         self._task_scopes: list[anyio.CancelScope] = []
+        self._failure_committed: anyio.Event | None = None
 
     # -- properties ---------------------------------------------------------------------
 
@@ -183,6 +184,10 @@ class ClientConnection:
             with nullcontext() if timeout is None else anyio.fail_after(timeout):
                 messages = self._messages
                 while not messages:
+                    if self._protocol.failure_pending:
+                        # Every message before the bad input has been taken (and could be
+                        # answered): now the close frame goes out.
+                        self._commit_failure()
                     # Reported once the transport is closed, as in `websockets`: then
                     # `closed`, `close_code` and the exception agree.
                     if self._transport_closed.is_set():
@@ -363,9 +368,7 @@ class ClientConnection:
         Raises:
             ProtocolError: the code may not be sent or the reason exceeds 123 bytes.
         """
-        self._protocol.send_close(code, reason)
-        self._outbox_ready.set()
-        self._stop_pausing_reader()
+        self._start_closing(code, reason)
         with anyio.move_on_after(_timeout(self._limits.close_timeout)):
             await self._transport_closed.wait()
         await self._abort()
@@ -378,9 +381,7 @@ class ClientConnection:
         """Close when the `async with` block ends: the full handshake if `wait`, else
         (the block was cancelled) only as long as it takes to write the close frame.
         """
-        self._protocol.send_close(code, reason)
-        self._outbox_ready.set()
-        self._stop_pausing_reader()
+        self._start_closing(code, reason)
         with anyio.move_on_after(_timeout(self._limits.close_timeout)):
             if wait:
                 await self._transport_closed.wait()
@@ -391,6 +392,16 @@ class ClientConnection:
             if wait
             else ConnectionAbortedError("closed without waiting: the block was cancelled")
         )
+
+    def _start_closing(self, code: int, reason: str) -> None:
+        self._protocol.send_close(code, reason)  # commits a pending failure instead, if any
+        self._outbox_ready.set()
+        if self._failure_committed is not None:
+            self._failure_committed.set()
+        # Once closing, the reader must reach the server's close frame even if nobody reads
+        # the messages in front of it; messages beyond max_queue are then dropped.
+        if self._queue_space is not None:
+            self._queue_space.set()
 
     async def _abort(self, cause: BaseException | None = None) -> None:
         """Drop the transport, whatever state the close handshake is in; `cause` explains
@@ -442,12 +453,6 @@ class ClientConnection:
         low = self._limits.max_queue_low
         return low is None or len(self._messages) <= low
 
-    def _stop_pausing_reader(self) -> None:
-        # Once closing, the reader must reach the server's close frame even if nobody reads
-        # the messages in front of it; messages beyond max_queue are then dropped.
-        if self._queue_space is not None:
-            self._queue_space.set()
-
     # -- tasks ----------------------------------------------------------------------------
 
     async def _start_tasks(self, task_group: anyio.abc.TaskGroup, *, heartbeat: bool) -> None:
@@ -496,6 +501,13 @@ class ClientConnection:
                         await self._queue_space.wait()
                         self._queue_space = None
                 data = await self._stream.receive(read_limit)
+            if protocol.failure_pending:
+                # Bad input: the close frame waits until the messages before it are taken
+                # (see ClientProtocol.commit_failure), at most close_timeout.
+                self._failure_committed = anyio.Event()
+                with anyio.move_on_after(_timeout(self._limits.close_timeout)):
+                    await self._failure_committed.wait()
+                self._commit_failure()
             # The close handshake is done or the connection failed: the server closes TCP
             # first (RFC 6455 §7.1.1); give it close_timeout, reading and dropping anything.
             with anyio.move_on_after(_timeout(self._limits.close_timeout)):
@@ -511,6 +523,12 @@ class ClientConnection:
             self._connection_lost(exc)
         await self._abort()
 
+    def _commit_failure(self) -> None:
+        self._protocol.commit_failure()
+        self._outbox_ready.set()
+        if self._failure_committed is not None:
+            self._failure_committed.set()
+
     def _dispatch(self, received: list[Data | PongReceived]) -> None:
         protocol = self._protocol
         high = self._limits.max_queue_high
@@ -524,7 +542,9 @@ class ClientConnection:
                     waiter._set(self.latency)
             elif high is None or len(self._messages) < high or protocol.state is State.OPEN:
                 self._messages.append(item)
-            # else: closing with a full queue; the message is dropped (see _stop_pausing_reader)
+            # else: closing with a full queue; the message is dropped (see _start_closing)
+        if protocol.failure_pending and not self._messages:
+            self._commit_failure()  # nothing arrived before the bad input: fail now
         if self._message_arrived is not None and (self._messages or protocol.incoming_done):
             self._message_arrived.set()
         if protocol.outbox_size:

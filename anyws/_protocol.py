@@ -112,6 +112,7 @@ class ClientProtocol:
         self.close_sent: Close | None = None
         self.close_rcvd_then_sent: bool | None = None
         self.failure: BaseException | None = None
+        self._pending_close: Close | None = None
         self._failure_reported = False
         self.eof_received = False
 
@@ -122,7 +123,7 @@ class ClientProtocol:
         """OPEN, CLOSING or CLOSED (see `State`)."""
         if self.eof_received:
             return State.CLOSED
-        if self.failure is None and self._ws.state is ConnectionState.OPEN:
+        if self._ws.state is ConnectionState.OPEN:
             return State.OPEN
         return State.CLOSING
 
@@ -231,7 +232,7 @@ class ClientProtocol:
             if self._size > self.max_size:
                 size, self._size = self._size, 0
                 self._fragments.clear()
-                self._fail(1009, "message too big", PayloadTooBig(size, self.max_size))
+                self._fail(1009, "message too big", PayloadTooBig(size, self.max_size), defer=True)
                 return
         if event.message_finished and not self._fragments:
             received.append(bytes(chunk) if isinstance(chunk, bytearray) else chunk)
@@ -257,6 +258,7 @@ class ClientProtocol:
                 ProtocolError(
                     f"server violated the protocol: {event.reason or event.code}", event.code
                 ),
+                defer=True,
             )
             return
         self.close_rcvd = Close(int(event.code), event.reason or "")
@@ -355,6 +357,8 @@ class ClientProtocol:
             ProtocolError: the code or reason may not be sent (see `validate_close`).
         """
         validate_close(code, reason)
+        if self.failure_pending:
+            self.commit_failure()  # the failure's code says more than the one asked for
         if self.state is not State.OPEN:
             return
         self.close_sent = Close(code, reason)
@@ -362,19 +366,38 @@ class ClientProtocol:
         self._queue_data(self._ws.send(CloseConnection(code=code, reason=reason)))
 
     def fail(self, code: int, reason: str, cause: BaseException) -> None:
-        """Fail the connection (RFC 6455 §7.1.7): send a close frame if still possible and
-        record `cause` as the reason every later call raises.
+        """Fail the connection now (RFC 6455 §7.1.7): send a close frame if still possible
+        and record `cause` as the reason every later call raises.
         """
-        self._fail(code, reason, cause)
+        self._fail(code, reason, cause, defer=False)
 
-    def _fail(self, code: int, reason: str, cause: BaseException) -> None:
+    def _fail(self, code: int, reason: str, cause: BaseException, *, defer: bool) -> None:
         if self.failure is not None:
             return
-        if self._ws.state is ConnectionState.OPEN:
-            self.close_sent = Close(code, reason)
-            self.close_rcvd_then_sent = False
-            self._queue_data(self._ws.send(CloseConnection(code=code, reason=reason)))
         self.failure = cause
+        if self._ws.state is ConnectionState.OPEN:
+            self._pending_close = Close(code, reason)
+            if not defer:
+                self.commit_failure()
+
+    @property
+    def failure_pending(self) -> bool:
+        """True while the server broke the protocol but our close frame isn't queued yet."""
+        return self._pending_close is not None
+
+    def commit_failure(self) -> None:
+        """Queue the close frame of a failure detected in received data.
+
+        Bad input (a protocol error, a message over max_size) stops all further processing
+        of received data at once, but the close frame waits until the application has taken
+        the messages that arrived before the bad frame, so that it can still answer them:
+        those messages were valid, and nothing follows a close frame (RFC 6455 §5.5.1).
+        """
+        close, self._pending_close = self._pending_close, None
+        if close is not None and self._ws.state is ConnectionState.OPEN:
+            self.close_sent = close
+            self.close_rcvd_then_sent = False
+            self._queue_data(self._ws.send(CloseConnection(code=close.code, reason=close.reason)))
 
     def _queue_control(self, frame: bytes) -> None:
         self._control_out.append(frame)

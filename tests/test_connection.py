@@ -12,7 +12,7 @@ import anyio
 import pytest
 from echo_server import ServerConnection
 from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, CloseConnection, Request
+from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
 import anyws
 from anyws import (
@@ -516,6 +516,47 @@ async def test_no_exception_group_from_library_errors() -> None:
             await ws.recv()
     assert isinstance(info.value.__cause__, ProtocolError)
     assert info.value.__cause__.code == 1002
+
+
+async def test_messages_before_bad_input_can_be_answered() -> None:
+    """Autobahn 3.2, 4.1.3, 5.15: a valid message, then a bad frame, in one write: the
+    application gets the message and its answer goes out before the close frame."""
+    seen: list[object] = []
+
+    async def handler(connection: ServerConnection) -> None:
+        message = connection.ws.send(TextMessage("question"))
+        await connection.stream.send(message + b"\x83\x00")  # then a reserved opcode
+        while 1002 not in seen:  # then the server closes TCP
+            connection.ws.receive_data(await connection.stream.receive())
+            for event in connection.ws.events():
+                seen.append(getattr(event, "data", None) or getattr(event, "code", None))
+
+    async with memory_websocket(handler, compression=False, close_timeout=5) as ws:
+        question = await ws.receive_text()
+        await ws.send(f"answer to {question}")
+        with pytest.raises(ConnectionClosedError) as info:
+            await ws.recv()
+        assert isinstance(info.value.__cause__, ProtocolError)
+    assert seen[:2] == ["answer to question", 1002]
+
+
+async def test_bad_input_fails_after_close_timeout_if_nobody_reads() -> None:
+    seen: list[int] = []
+
+    async def handler(connection: ServerConnection) -> None:
+        message = connection.ws.send(TextMessage("unread"))
+        await connection.stream.send(message + b"\x83\x00")
+        with contextlib.suppress(anyio.EndOfStream):
+            while True:
+                connection.ws.receive_data(await connection.stream.receive())
+                seen.extend(
+                    e.code for e in connection.ws.events() if isinstance(e, CloseConnection)
+                )
+
+    async with memory_websocket(handler, compression=False, close_timeout=0.05) as ws:
+        await ws.wait_closed()
+        assert seen == [1002]
+        assert await ws.recv() == "unread"  # still delivered
 
 
 async def test_messages_received_before_close_are_delivered() -> None:

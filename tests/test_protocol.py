@@ -162,6 +162,7 @@ def test_invalid_utf8_fails_with_1007(payload: bytes) -> None:
     client, _ = pair()
     assert client.receive_data(frame(0x1, payload)) == []
     assert isinstance(client.failure, ProtocolError)
+    client.commit_failure()
     assert client.close_sent == Close(1007, client.close_sent.reason if client.close_sent else "")
     assert client.failure.code == 1007
 
@@ -197,12 +198,21 @@ def test_protocol_violations_fail_the_connection(data: bytes, code: int) -> None
     assert client.receive_data(frame(0x1, b"ok") + data + frame(0x1, b"after")) == ["ok"]
     assert isinstance(client.failure, ProtocolError)
     assert client.failure.code == code
-    assert client.state is State.CLOSING
     assert client.incoming_done
+    # The messages before the bad frame can still be answered; then the close goes out.
+    assert client.failure_pending
+    assert client.state is State.OPEN
+    client.send_message("answer to ok")
+    client.commit_failure()
+    assert not client.failure_pending
+    assert client.state is State.CLOSING
     events = to_server(client, server)
-    assert isinstance(events[0], TextMessage)  # what was queued is still sent, then the close
-    assert isinstance(events[1], CloseConnection)
-    assert events[1].code == code
+    assert [e.data for e in events if isinstance(e, TextMessage)] == [
+        "queued before",
+        "answer to ok",
+    ]
+    assert isinstance(events[2], CloseConnection)
+    assert events[2].code == code
     assert client.receive_data(frame(0x1, b"ignored")) == []
     exc = client.close_exc()
     assert isinstance(exc, ConnectionClosedError)
@@ -367,6 +377,7 @@ def test_max_size() -> None:
     assert isinstance(client.failure, PayloadTooBig)
     assert client.failure.size == 12
     assert str(client.failure) == "message of at least 12 bytes exceeds max_size=10"
+    client.send_close(1000)  # a pending failure's code wins over the one asked for
     (close,) = to_server(client, server)
     assert isinstance(close, CloseConnection)
     assert close.code == 1009
@@ -460,6 +471,7 @@ def test_invalid_compressed_data() -> None:
     client, _ = pair(deflate=True)
     client.receive_data(frame(0x2, b"\xff\xff\xff\xff", rsv=0x40))
     assert isinstance(client.failure, ProtocolError)
+    client.commit_failure()
     assert client.close_sent is not None
     assert client.close_sent.code == 1007
 
