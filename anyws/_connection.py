@@ -22,7 +22,12 @@ import anyio
 import anyio.abc
 from anyio.abc import SocketAttribute
 
-from ._exceptions import ConcurrencyError, ConnectionClosedOK, InvalidMessageType
+from ._exceptions import (
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedOK,
+    InvalidMessageType,
+)
 from ._protocol import ClientProtocol, PongReceived, State
 from ._types import Data, Request, Response
 
@@ -588,7 +593,10 @@ class ClientConnection:
             if self._limits.ping_timeout is None:
                 continue
             with anyio.move_on_after(self._limits.ping_timeout):
-                await waiter._event.wait()
+                try:
+                    await waiter
+                except ConnectionClosed:
+                    return
             if not waiter.done():
                 self.logger.debug("keepalive ping timeout: failing the connection")
                 self._protocol.fail(

@@ -496,6 +496,16 @@ async def test_heartbeat_fails_dead_peer_with_1011() -> None:
     assert got[-1][0] == 0x88  # the last frame written was the close frame
 
 
+async def test_heartbeat_ends_when_the_connection_drops_during_a_ping() -> None:
+    async def drop_on_ping(connection: ServerConnection) -> None:
+        await connection.stream.receive()  # the keepalive ping
+        await connection.stream.aclose()
+
+    async with memory_websocket(drop_on_ping, ping_interval=0.01, ping_timeout=30) as ws:
+        await ws.wait_closed()
+        assert ws.close_code == 1006
+
+
 async def test_properties_of_an_in_memory_connection() -> None:
     async with memory_websocket(subprotocols=["chat"]) as ws:
         assert isinstance(ws, ClientConnection)
