@@ -421,6 +421,7 @@ class ClientConnection:
         self._protocol.receive_eof(cause)
         self._transport_closed.set()
         self._wake_everyone()
+        self.logger.debug("connection closed: %s", self._protocol.close_exc())
 
     def _wake_everyone(self) -> None:
         for event in (self._message_arrived, self._queue_space, self._drained):

@@ -645,6 +645,15 @@ async def test_limit_pairs_and_logger_name(echo_uri: str) -> None:
         assert ws.logger is logger
 
 
+async def test_debug_logging(echo_uri: str, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="anyws.client"):
+        async with anyws.connect(echo_uri):
+            pass
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages[0] == f"connected to {echo_uri}"
+    assert messages[-1].startswith("connection closed: sent 1000 (OK); then received 1000 (OK)")
+
+
 async def test_connect_is_not_awaitable() -> None:
     with pytest.raises(TypeError, match="async with"):
         await anyws.connect("ws://example.com/")
