@@ -71,15 +71,15 @@ def coverage(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
     install_group(session, "lint")
-    session.run("ruff", "check", "anyws", "tests", "examples", "noxfile.py")
-    session.run("ruff", "format", "--check", "anyws", "tests", "examples", "noxfile.py")
+    session.run("ruff", "check", "anyws", "tests", "examples", "bench", "noxfile.py")
+    session.run("ruff", "format", "--check", "anyws", "tests", "examples", "bench", "noxfile.py")
 
 
 @nox.session(python="3.11")
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over the library, the tests and the examples."""
     install_group(session, "type")
-    session.install("nox")
+    session.install("nox", "--group", "bench")
     session.run("mypy", "--strict")
 
 
@@ -92,6 +92,13 @@ def autobahn(session: nox.Session) -> None:
     """
     session.install("-e", ".[trio]")
     session.run("python", "tests/autobahn/run.py", *session.posargs)
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """The side-by-side benchmark (`-- --quick` for a smoke run)."""
+    install_group(session, "bench")
+    session.run("python", "bench/run.py", *session.posargs)
 
 
 @nox.session(python="3.11")

@@ -1,0 +1,478 @@
+"""One benchmark run: one client library, one workload, in this process.
+
+    python bench/clients.py CLIENT WORKLOAD URI N
+
+Prints one JSON line: operations, client CPU seconds and wall seconds spent in the
+workload (connection setup excluded except for W4), and the peak RSS of the process.
+Workloads (per operation):
+    w1  32-byte binary message, request/response
+    w2  32-byte binary messages, pipelined (a sender and a receiver)
+    w3  1 MiB binary message, request/response
+    w4  connect, then close
+    w5  16 KiB JSON document, request/response, permessage-deflate
+    idle  N open connections: RSS per connection (bytes)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, cast
+
+SMALL = b"x" * 32
+LARGE = bytes(range(256)) * 4096  # 1 MiB
+DOCUMENT = {
+    "items": [
+        {
+            "id": index,
+            "name": f"item-{index:05d}",
+            "tags": ["alpha", "beta", "gamma"],
+            "value": index * 1.25,
+            "active": index % 2 == 0,
+        }
+        for index in range(170)
+    ]
+}
+DOCUMENT_TEXT = json.dumps(DOCUMENT)
+
+
+Workload = Callable[..., Coroutine[Any, Any, Any]]
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.cpu = time.process_time()
+        self.wall = time.perf_counter()
+
+    def stop(self) -> tuple[float, float]:
+        return time.process_time() - self.cpu, time.perf_counter() - self.wall
+
+
+def rss() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize()
+
+
+# -- anyws (both backends) ----------------------------------------------------------------
+
+
+def anyws_client(backend: str) -> dict[str, Workload]:
+    import anyio
+
+    import anyws
+
+    async def w1(uri: str, n: int) -> tuple[float, float]:
+        async with anyws.connect(uri) as ws:
+            timer = Timer()
+            for _ in range(n):
+                await ws.send(SMALL)
+                await ws.recv()
+            return timer.stop()
+
+    async def w2(uri: str, n: int) -> tuple[float, float]:
+        async with anyws.connect(uri) as ws:
+            timer = Timer()
+
+            async def sender() -> None:
+                for _ in range(n):
+                    await ws.send(SMALL)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(sender)
+                for _ in range(n):
+                    await ws.recv()
+            return timer.stop()
+
+    async def w3(uri: str, n: int) -> tuple[float, float]:
+        async with anyws.connect(uri, max_size=None) as ws:
+            timer = Timer()
+            for _ in range(n):
+                await ws.send(LARGE)
+                await ws.recv()
+            return timer.stop()
+
+    async def w4(uri: str, n: int) -> tuple[float, float]:
+        timer = Timer()
+        for _ in range(n):
+            async with anyws.connect(uri):
+                pass
+        return timer.stop()
+
+    async def w5(uri: str, n: int) -> tuple[float, float]:
+        async with anyws.connect(uri) as ws:
+            timer = Timer()
+            for _ in range(n):
+                await ws.send_json(DOCUMENT)
+                await ws.receive_json()
+            return timer.stop()
+
+    async def idle(uri: str, n: int) -> int:
+        from contextlib import AsyncExitStack
+
+        async with AsyncExitStack() as stack:
+            before = rss()
+            for _ in range(n):
+                await stack.enter_async_context(anyws.connect(uri))
+            return (rss() - before) // n
+
+    return {"w1": w1, "w2": w2, "w3": w3, "w4": w4, "w5": w5, "idle": idle}
+
+
+# -- websockets (asyncio and trio) --------------------------------------------------------
+
+
+def websockets_client(backend: str) -> dict[str, Workload]:
+    connect: Any
+    if backend == "trio":
+        import trio
+        from websockets.trio.client import connect
+
+        def spawn_pair(
+            sender: Callable[[], Coroutine[Any, Any, None]],
+            receiver: Callable[[], Coroutine[Any, Any, None]],
+        ) -> Coroutine[Any, Any, None]:
+            async def both() -> None:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(sender)
+                    await receiver()
+
+            return both()
+    else:
+        from websockets.asyncio.client import connect
+
+        def spawn_pair(
+            sender: Callable[[], Coroutine[Any, Any, None]],
+            receiver: Callable[[], Coroutine[Any, Any, None]],
+        ) -> Coroutine[Any, Any, None]:
+            async def both() -> None:
+                task = asyncio.ensure_future(sender())
+                await receiver()
+                await task
+
+            return both()
+
+    async def w1(uri: str, n: int) -> tuple[float, float]:
+        async with connect(uri) as ws:
+            timer = Timer()
+            for _ in range(n):
+                await ws.send(SMALL)
+                await ws.recv()
+            return timer.stop()
+
+    async def w2(uri: str, n: int) -> tuple[float, float]:
+        async with connect(uri) as ws:
+            timer = Timer()
+
+            async def sender() -> None:
+                for _ in range(n):
+                    await ws.send(SMALL)
+
+            async def receiver() -> None:
+                for _ in range(n):
+                    await ws.recv()
+
+            await spawn_pair(sender, receiver)
+            return timer.stop()
+
+    async def w3(uri: str, n: int) -> tuple[float, float]:
+        async with connect(uri, max_size=None) as ws:
+            timer = Timer()
+            for _ in range(n):
+                await ws.send(LARGE)
+                await ws.recv()
+            return timer.stop()
+
+    async def w4(uri: str, n: int) -> tuple[float, float]:
+        timer = Timer()
+        for _ in range(n):
+            async with connect(uri):
+                pass
+        return timer.stop()
+
+    async def w5(uri: str, n: int) -> tuple[float, float]:
+        async with connect(uri) as ws:
+            timer = Timer()
+            for _ in range(n):
+                await ws.send(json.dumps(DOCUMENT))
+                json.loads(await ws.recv())
+            return timer.stop()
+
+    async def idle(uri: str, n: int) -> int:
+        from contextlib import AsyncExitStack
+
+        async with AsyncExitStack() as stack:
+            before = rss()
+            for _ in range(n):
+                await stack.enter_async_context(connect(uri))
+            return (rss() - before) // n
+
+    return {"w1": w1, "w2": w2, "w3": w3, "w4": w4, "w5": w5, "idle": idle}
+
+
+# -- aiohttp ------------------------------------------------------------------------------
+
+
+def aiohttp_client(backend: str) -> dict[str, Workload]:
+    import aiohttp
+
+    async def w1(uri: str, n: int) -> tuple[float, float]:
+        async with aiohttp.ClientSession() as session, session.ws_connect(uri) as ws:
+            timer = Timer()
+            for _ in range(n):
+                await ws.send_bytes(SMALL)
+                await ws.receive()
+            return timer.stop()
+
+    async def w2(uri: str, n: int) -> tuple[float, float]:
+        async with aiohttp.ClientSession() as session, session.ws_connect(uri) as ws:
+            timer = Timer()
+
+            async def sender() -> None:
+                for _ in range(n):
+                    await ws.send_bytes(SMALL)
+
+            task = asyncio.ensure_future(sender())
+            for _ in range(n):
+                await ws.receive()
+            await task
+            return timer.stop()
+
+    async def w3(uri: str, n: int) -> tuple[float, float]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(uri, max_msg_size=0) as ws,
+        ):
+            timer = Timer()
+            for _ in range(n):
+                await ws.send_bytes(LARGE)
+                await ws.receive()
+            return timer.stop()
+
+    async def w4(uri: str, n: int) -> tuple[float, float]:
+        async with aiohttp.ClientSession() as session:
+            timer = Timer()
+            for _ in range(n):
+                async with session.ws_connect(uri):
+                    pass
+            return timer.stop()
+
+    async def w5(uri: str, n: int) -> tuple[float, float]:
+        async with aiohttp.ClientSession() as session, session.ws_connect(uri, compress=15) as ws:
+            timer = Timer()
+            for _ in range(n):
+                await ws.send_json(DOCUMENT)
+                await ws.receive_json()
+            return timer.stop()
+
+    return {"w1": w1, "w2": w2, "w3": w3, "w4": w4, "w5": w5}
+
+
+# -- trio-websocket -----------------------------------------------------------------------
+
+
+def trio_websocket_client(backend: str) -> dict[str, Workload]:
+    import trio
+    from trio_websocket import open_websocket_url
+
+    async def w1(uri: str, n: int) -> tuple[float, float]:
+        async with open_websocket_url(uri) as ws:
+            timer = Timer()
+            for _ in range(n):
+                await ws.send_message(SMALL)
+                await ws.get_message()
+            return timer.stop()
+
+    async def w2(uri: str, n: int) -> tuple[float, float]:
+        async with open_websocket_url(uri) as ws, trio.open_nursery() as nursery:
+            timer = Timer()
+
+            async def sender() -> None:
+                for _ in range(n):
+                    await ws.send_message(SMALL)
+
+            nursery.start_soon(sender)
+            for _ in range(n):
+                await ws.get_message()
+            return timer.stop()
+
+    async def w3(uri: str, n: int) -> tuple[float, float]:
+        async with open_websocket_url(uri, max_message_size=2**21) as ws:
+            timer = Timer()
+            for _ in range(n):
+                await ws.send_message(LARGE)
+                await ws.get_message()
+            return timer.stop()
+
+    async def w4(uri: str, n: int) -> tuple[float, float]:
+        timer = Timer()
+        for _ in range(n):
+            async with open_websocket_url(uri):
+                pass
+        return timer.stop()
+
+    return {"w1": w1, "w2": w2, "w3": w3, "w4": w4}
+
+
+# -- httpx-ws -----------------------------------------------------------------------------
+
+
+def httpx_ws_client(backend: str) -> dict[str, Workload]:
+    import httpx
+    from httpx_ws import aconnect_ws as untyped_aconnect_ws
+
+    aconnect_ws: Any = untyped_aconnect_ws
+
+    def http_uri(uri: str) -> str:
+        return "http" + uri[2:]
+
+    async def w1(uri: str, n: int) -> tuple[float, float]:
+        async with httpx.AsyncClient() as client, aconnect_ws(http_uri(uri), client) as ws:
+            timer = Timer()
+            for _ in range(n):
+                await ws.send_bytes(SMALL)
+                await ws.receive_bytes()
+            return timer.stop()
+
+    async def w2(uri: str, n: int) -> tuple[float, float]:
+        async with httpx.AsyncClient() as client, aconnect_ws(http_uri(uri), client) as ws:
+            timer = Timer()
+
+            async def sender() -> None:
+                for _ in range(n):
+                    await ws.send_bytes(SMALL)
+
+            task = asyncio.ensure_future(sender())
+            for _ in range(n):
+                await ws.receive_bytes()
+            await task
+            return timer.stop()
+
+    async def w3(uri: str, n: int) -> tuple[float, float]:
+        async with (
+            httpx.AsyncClient() as client,
+            aconnect_ws(http_uri(uri), client, max_message_size_bytes=2**21) as ws,
+        ):
+            timer = Timer()
+            for _ in range(n):
+                await ws.send_bytes(LARGE)
+                await ws.receive_bytes()
+            return timer.stop()
+
+    async def w4(uri: str, n: int) -> tuple[float, float]:
+        async with httpx.AsyncClient() as client:
+            timer = Timer()
+            for _ in range(n):
+                async with aconnect_ws(http_uri(uri), client):
+                    pass
+            return timer.stop()
+
+    return {"w1": w1, "w2": w2, "w3": w3, "w4": w4}
+
+
+# -- picows -------------------------------------------------------------------------------
+
+
+def picows_client(backend: str) -> dict[str, Workload]:
+    from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+    class Collector(WSListener):
+        def __init__(self) -> None:
+            self.expected = 0
+            self.received = 0
+            self.done: asyncio.Future[None] | None = None
+
+        def expect(self, count: int) -> asyncio.Future[None]:
+            self.expected, self.received = count, 0
+            self.done = asyncio.get_running_loop().create_future()
+            return self.done
+
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            if frame.msg_type == WSMsgType.BINARY:
+                frame.get_payload_as_bytes()  # what an application would do with it
+                self.received += 1
+                if self.received == self.expected and self.done is not None:
+                    self.done.set_result(None)
+
+    async def request_response(uri: str, n: int, message: bytes) -> tuple[float, float]:
+        transport, connected = await ws_connect(Collector, uri, max_frame_size=2**21)
+        listener = cast(Collector, connected)
+        timer = Timer()
+        for _ in range(n):
+            done = listener.expect(1)
+            transport.send(WSMsgType.BINARY, message)
+            await done
+        result = timer.stop()
+        transport.send_close()
+        transport.disconnect()
+        return result
+
+    async def w1(uri: str, n: int) -> tuple[float, float]:
+        return await request_response(uri, n, SMALL)
+
+    async def w2(uri: str, n: int) -> tuple[float, float]:
+        transport, connected = await ws_connect(Collector, uri)
+        listener = cast(Collector, connected)
+        timer = Timer()
+        done = listener.expect(n)
+        for _ in range(n):
+            transport.send(WSMsgType.BINARY, SMALL)
+            await asyncio.sleep(0) if _ % 64 == 0 else None  # let the loop write and read
+        await done
+        result = timer.stop()
+        transport.disconnect()
+        return result
+
+    async def w3(uri: str, n: int) -> tuple[float, float]:
+        return await request_response(uri, n, LARGE)
+
+    async def w4(uri: str, n: int) -> tuple[float, float]:
+        timer = Timer()
+        for _ in range(n):
+            transport, _listener = await ws_connect(Collector, uri)
+            transport.send_close()
+            await transport.wait_disconnected()
+        return timer.stop()
+
+    return {"w1": w1, "w2": w2, "w3": w3, "w4": w4}
+
+
+CLIENTS: dict[str, tuple[Callable[[str], dict[str, Workload]], str]] = {
+    "anyws-asyncio": (anyws_client, "asyncio"),
+    "anyws-trio": (anyws_client, "trio"),
+    "websockets-asyncio": (websockets_client, "asyncio"),
+    "websockets-trio": (websockets_client, "trio"),
+    "aiohttp": (aiohttp_client, "asyncio"),
+    "trio-websocket": (trio_websocket_client, "trio"),
+    "httpx-ws": (httpx_ws_client, "asyncio"),
+    "picows": (picows_client, "asyncio"),
+}
+
+
+def main() -> None:
+    client, workload, uri, count_text = sys.argv[1:5]
+    factory, backend = CLIENTS[client]
+    function = factory(backend)[workload]
+    count = int(count_text)
+    if backend == "trio":
+        import trio
+
+        result = trio.run(function, uri, count)
+    else:
+        result = asyncio.run(function(uri, count))
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if workload == "idle":
+        print(json.dumps({"bytes_per_connection": result, "peak_rss": peak_rss}))
+    else:
+        cpu, wall = result
+        print(json.dumps({"ops": count, "cpu": cpu, "wall": wall, "peak_rss": peak_rss}))
+
+
+if __name__ == "__main__":
+    from servers import raise_fd_limit
+
+    raise_fd_limit()
+    main()
