@@ -218,7 +218,8 @@ class _WebSocketContext:
             raise ValueError("ssl= is only valid with a wss:// URI")
         if options.server_hostname is not None and not self._parsed.secure:
             raise ValueError("server_hostname= is only valid with a wss:// URI")
-        _resolve_proxy(options.proxy, self._parsed)  # fail at the call on a bad proxy URL
+        # Resolved (and checked) at the call; redirects to other hosts resolve again.
+        self._proxy = _resolve_proxy(options.proxy, self._parsed)
         self._connection: ClientConnection | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
 
@@ -253,7 +254,7 @@ class _WebSocketContext:
         connection._initial_data = accepted.trailing_data
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
-        await connection._start_tasks(
+        connection._start_tasks(
             self._task_group, heartbeat=options.limits.ping_interval is not None
         )
         self._connection = connection
@@ -304,7 +305,7 @@ class _WebSocketContext:
         if options.unix_socket is not None:
             stream = await anyio.connect_unix(options.unix_socket)
         else:
-            proxy = _resolve_proxy(options.proxy, uri)
+            proxy = self._proxy if uri is self._parsed else _resolve_proxy(options.proxy, uri)
             if proxy is None and context is None:
                 return await anyio.connect_tcp(uri.host, uri.port)
             if proxy is None:

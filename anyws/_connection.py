@@ -128,6 +128,7 @@ class ClientConnection:
         self._in_flight = 0
         self._initial_data = b""
         self._task_scopes: list[anyio.CancelScope] = []
+        self._tasks_stopped = False
         self._failure_committed: anyio.Event | None = None
 
     # -- properties ---------------------------------------------------------------------
@@ -461,7 +462,7 @@ class ClientConnection:
 
     # -- tasks ----------------------------------------------------------------------------
 
-    async def _start_tasks(self, task_group: anyio.abc.TaskGroup, *, heartbeat: bool) -> None:
+    def _start_tasks(self, task_group: anyio.abc.TaskGroup, *, heartbeat: bool) -> None:
         """Start the reader, the writer and (if enabled) the heartbeat in `task_group`.
 
         Each runs in a shielded scope of its own: a cancellation of the code around
@@ -472,20 +473,17 @@ class ClientConnection:
         if heartbeat:
             tasks.append(self._heartbeat_loop)
         for task in tasks:
-            await task_group.start(self._run_task, task, name=f"anyws {task.__name__}")
+            task_group.start_soon(self._run_task, task, name=f"anyws {task.__name__}")
 
-    async def _run_task(
-        self,
-        task: Callable[[], Awaitable[None]],
-        *,
-        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-    ) -> None:
+    async def _run_task(self, task: Callable[[], Awaitable[None]]) -> None:
+        if self._tasks_stopped:  # pragma: no cover (closing always yields before stopping)
+            return  # a shielded task that started after _stop_tasks would never end
         with anyio.CancelScope(shield=True) as scope:
             self._task_scopes.append(scope)
-            task_status.started()
             await task()
 
     def _stop_tasks(self) -> None:
+        self._tasks_stopped = True
         for scope in self._task_scopes:
             scope.cancel()
 

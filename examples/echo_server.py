@@ -8,6 +8,7 @@ test suite. It runs under trio and asyncio alike and listens on 127.0.0.1 only.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -119,8 +120,10 @@ async def _accept(stream: anyio.abc.ByteStream, handler: Handler, compression: b
         extensions: list[Extension] = [PerMessageDeflate()] if compression else []
         await stream.send(ws.send(AcceptConnection(subprotocol=subprotocol, extensions=extensions)))
         connection = ServerConnection(stream, ws, request)
-        await connection._process()  # frames that came with the handshake
-        await handler(connection)
+        # A client that goes away mid-conversation is not the server's error.
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            await connection._process()  # frames that came with the handshake
+            await handler(connection)
 
 
 @asynccontextmanager

@@ -352,6 +352,14 @@ async def test_close_invalid_code() -> None:
         assert ws.state is State.OPEN
 
 
+async def test_exit_before_the_tasks_ran() -> None:
+    # With no time to close, the block ends before the connection's tasks got to start:
+    # they must not start afterwards (they are shielded and would never end).
+    async with memory_websocket(close_timeout=0, ping_interval=None) as ws:
+        pass
+    assert ws.closed
+
+
 async def test_concurrent_closes() -> None:
     async with memory_websocket() as ws, anyio.create_task_group() as tg:
         tg.start_soon(ws.close)
