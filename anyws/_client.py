@@ -19,9 +19,11 @@ from typing import Any, NoReturn
 import anyio
 import anyio.abc
 import h11
+import sniffio
 from anyio.streams.tls import TLSStream
 from wsproto.extensions import Extension
 
+from . import _asyncio_stream as asyncio_stream
 from ._connection import ClientConnection, Limits
 from ._exceptions import (
     InvalidMessage,
@@ -301,22 +303,33 @@ class _WebSocketContext:
         options = self._options
         context = options.ssl_context(uri)
         hostname = options.server_hostname or uri.host
+        proxy = None
+        if options.unix_socket is None:
+            proxy = self._proxy if uri is self._parsed else _resolve_proxy(options.proxy, uri)
+        if proxy is None and sniffio.current_async_library() == "asyncio":
+            return await asyncio_stream.connect(
+                host=uri.host,
+                port=uri.port,
+                path=options.unix_socket,
+                ssl_context=context,
+                server_hostname=hostname if context is not None else None,
+                read_buffer_limit=options.limits.read_limit,
+            )
         stream: anyio.abc.ByteStream
         if options.unix_socket is not None:
             stream = await anyio.connect_unix(options.unix_socket)
+        elif proxy is None and context is None:
+            return await anyio.connect_tcp(uri.host, uri.port)
+        elif proxy is None:
+            # anyio does TLS when any TLS argument is given, so only here.
+            return await anyio.connect_tcp(
+                uri.host,
+                uri.port,
+                ssl_context=context,
+                tls_hostname=hostname,
+                tls_standard_compatible=False,
+            )
         else:
-            proxy = self._proxy if uri is self._parsed else _resolve_proxy(options.proxy, uri)
-            if proxy is None and context is None:
-                return await anyio.connect_tcp(uri.host, uri.port)
-            if proxy is None:
-                # anyio does TLS when any TLS argument is given, so only here.
-                return await anyio.connect_tcp(
-                    uri.host,
-                    uri.port,
-                    ssl_context=context,
-                    tls_hostname=hostname,
-                    tls_standard_compatible=False,
-                )
             stream = await _open_tunnel(proxy, uri, options.proxy_ssl)
         if context is None:
             return stream

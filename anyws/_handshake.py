@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import h11
 from wsproto.extensions import Extension, PerMessageDeflate
-from wsproto.frame_protocol import FrameDecoder, FrameProtocol, Opcode, RsvBits
 
+from ._deflate import negotiate_deflate
 from ._exceptions import (
     InvalidHeader,
     InvalidMessage,
@@ -73,46 +73,6 @@ class Redirect:
 
     response: Response
     location: str
-
-
-class NegotiatedDeflate(PerMessageDeflate):
-    """wsproto's permessage-deflate with the parameters the server accepted (RFC 7692 §7.1).
-
-    Window bits of 8 are legal in RFC 7692, but zlib can't compress with a window of 256
-    bytes. Inflating with a larger window is always correct, so a server window of 8 is read
-    with 9; when the server limits *our* window to 8, we send messages uncompressed, which
-    RFC 7692 §6.1 allows ("An endpoint MAY send a message without compression").
-    """
-
-    def __init__(
-        self,
-        *,
-        client_no_context_takeover: bool,
-        server_no_context_takeover: bool,
-        client_max_window_bits: int,
-        server_max_window_bits: int,
-    ) -> None:
-        super().__init__(
-            client_no_context_takeover=client_no_context_takeover,
-            server_no_context_takeover=server_no_context_takeover,
-            client_max_window_bits=max(client_max_window_bits, 9),
-            server_max_window_bits=max(server_max_window_bits, 9),
-        )
-        self.compress_outbound = client_max_window_bits > 8
-        self.finalize("")
-
-    def frame_outbound(
-        self,
-        proto: FrameDecoder | FrameProtocol,
-        opcode: Opcode,
-        rsv: RsvBits,
-        data: bytes,
-        fin: bool,
-    ) -> tuple[RsvBits, bytes]:
-        """Compress outgoing data unless the server limited our window below zlib's minimum."""
-        if not self.compress_outbound:
-            return rsv, data
-        return super().frame_outbound(proto, opcode, rsv, data, fin)
 
 
 def _split_tokens(value: str) -> list[str]:
@@ -193,44 +153,6 @@ def parse_extension_header(value: str) -> list[tuple[str, list[tuple[str, str | 
         if pos < length and value[pos] != ",":
             raise fail()
     return result
-
-
-def negotiate_deflate(params: list[tuple[str, str | None]]) -> NegotiatedDeflate:
-    """Configure permessage-deflate from the server's response parameters (RFC 7692 §7.1).
-
-    Raises:
-        NegotiationError: an unknown, repeated or malformed parameter.
-    """
-    seen: set[str] = set()
-    no_context_takeover = {"client_no_context_takeover": False, "server_no_context_takeover": False}
-    window_bits = {"client_max_window_bits": 15, "server_max_window_bits": 15}
-    for key, param_value in params:
-        if key in seen:
-            raise NegotiationError(f"duplicate permessage-deflate parameter: {key}")
-        seen.add(key)
-        if key in no_context_takeover:
-            if param_value is not None:
-                raise NegotiationError(f"permessage-deflate parameter {key} takes no value")
-            no_context_takeover[key] = True
-        elif key in window_bits:
-            # RFC 7692 §7.1.2: the value is a decimal 8..15 without leading zeros; a server
-            # must send one in its response.
-            if (
-                param_value is None
-                or not param_value.isdigit()
-                or param_value.startswith("0")
-                or not 8 <= int(param_value) <= 15
-            ):
-                raise NegotiationError(f"invalid permessage-deflate parameter: {key}={param_value}")
-            window_bits[key] = int(param_value)
-        else:
-            raise NegotiationError(f"unknown permessage-deflate parameter: {key}")
-    return NegotiatedDeflate(
-        client_no_context_takeover=no_context_takeover["client_no_context_takeover"],
-        server_no_context_takeover=no_context_takeover["server_no_context_takeover"],
-        client_max_window_bits=window_bits["client_max_window_bits"],
-        server_max_window_bits=window_bits["server_max_window_bits"],
-    )
 
 
 def _format_extension(name: str, params: list[tuple[str, str | None]]) -> str:

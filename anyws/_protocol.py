@@ -23,6 +23,7 @@ from wsproto.events import (
 )
 from wsproto.extensions import Extension
 
+from ._deflate import NegotiatedDeflate
 from ._exceptions import (
     ConcurrencyError,
     ConnectionClosed,
@@ -31,6 +32,7 @@ from ._exceptions import (
     PayloadTooBig,
     ProtocolError,
 )
+from ._frames import OPCODE_BINARY, OPCODE_CONTINUATION, OPCODE_TEXT, client_frame
 from ._types import Close, Data
 
 # Close codes after which a closed connection counts as normal (as in `websockets`): 1005 is
@@ -96,6 +98,15 @@ class ClientProtocol:
         self, extensions: Sequence[Extension] = (), *, max_size: int | None = 2**20
     ) -> None:
         self._ws = Connection(ConnectionType.CLIENT, list(extensions))
+        # Data frames are built by _frames (faster, byte-identical) unless an extension
+        # other than our permessage-deflate could transform them: then wsproto builds them.
+        self._deflate: NegotiatedDeflate | None = None
+        self._own_framing = True
+        for extension in extensions:
+            if isinstance(extension, NegotiatedDeflate):
+                self._deflate = extension
+            else:
+                self._own_framing = False
         self.max_size = max_size
         self._inflate_slice: int | None = None
         if max_size is not None and any(ext.name == "permessage-deflate" for ext in extensions):
@@ -294,7 +305,10 @@ class ClientProtocol:
         """
         self._check_open()
         payload = _payload(message)
-        self._queue_data(self._ws.send(_message(payload, finished=True)))
+        if self._own_framing:
+            self._queue_data_frames([payload])
+        else:
+            self._queue_data(self._ws.send(_message(payload, finished=True)))
 
     def send_fragments(self, fragments: Sequence[Data | bytearray | memoryview]) -> None:
         """Queue one message made of several frames, one per fragment (RFC 6455 §5.4).
@@ -313,13 +327,25 @@ class ClientProtocol:
         is_text = isinstance(payloads[0], str)
         if any(isinstance(payload, str) is not is_text for payload in payloads):
             raise TypeError("all fragments of a message must be str, or all bytes-like")
+        if self._own_framing:
+            self._queue_data_frames(payloads)
+            return
         last = len(payloads) - 1
-        frames = [
-            self._ws.send(_message(payload, finished=index == last))
-            for index, payload in enumerate(payloads)
-        ]
-        for frame in frames:
-            self._queue_data(frame)
+        for index, payload in enumerate(payloads):
+            self._queue_data(self._ws.send(_message(payload, finished=index == last)))
+
+    def _queue_data_frames(self, payloads: Sequence[str | bytes]) -> None:
+        # One message: the first frame carries the opcode, the others are continuations,
+        # the last has FIN (RFC 6455 §5.4); deflate runs across the whole message.
+        opcode = OPCODE_TEXT if isinstance(payloads[0], str) else OPCODE_BINARY
+        last = len(payloads) - 1
+        for index, payload in enumerate(payloads):
+            data = payload.encode("utf-8") if isinstance(payload, str) else payload
+            rsv1 = False
+            if self._deflate is not None:
+                rsv1, data = self._deflate.compress(data, first=index == 0, fin=index == last)
+            frame_opcode = opcode if index == 0 else OPCODE_CONTINUATION
+            self._queue_data(client_frame(frame_opcode, data, fin=index == last, rsv1=rsv1))
 
     def send_ping(self, payload: bytes) -> None:
         """Queue a ping; its pong will be reported by a `PongReceived`.

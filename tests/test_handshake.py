@@ -19,14 +19,13 @@ from anyws import (
     NegotiationError,
     SecurityError,
 )
+from anyws._deflate import NegotiatedDeflate, negotiate_deflate
 from anyws._handshake import (
     DEFAULT_USER_AGENT,
     Accepted,
     ClientHandshake,
-    NegotiatedDeflate,
     Redirect,
     accept_key,
-    negotiate_deflate,
     parse_extension_header,
 )
 from anyws._url import parse_uri

@@ -30,7 +30,7 @@ from anyws import (
     ProtocolError,
     State,
 )
-from anyws._handshake import negotiate_deflate
+from anyws._deflate import negotiate_deflate
 from anyws._protocol import ClientProtocol, PongReceived, validate_close
 
 

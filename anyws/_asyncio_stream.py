@@ -1,0 +1,195 @@
+"""A lean anyio `ByteStream` over an asyncio transport, used when anyws runs on asyncio.
+
+anyio's own asyncio socket stream pauses and resumes reading around every `receive()` (two
+selector updates per message) and yields to the event loop on every `send()`. The driver
+needs neither: reading stays on until `read_buffer_limit` bytes wait unread (that is the
+backpressure), and a write that the transport accepts returns at once. The semantics are
+anyio's: `EndOfStream` at EOF, `BrokenResourceError` (caused by the OSError) when the
+connection broke, `ClosedResourceError` after `aclose()`, also for a waiting receiver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import anyio
+import anyio.abc
+from anyio.abc import SocketAttribute
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, loop: asyncio.AbstractEventLoop, read_buffer_limit: int) -> None:
+        self.loop = loop
+        self.limit = read_buffer_limit
+        self.transport: asyncio.Transport | None = None
+        self.chunks: deque[bytes] = deque()
+        self.buffered = 0
+        self.reading_paused = False
+        self.writing_paused = False
+        self.at_eof = False
+        self.lost = False
+        self.exception: BaseException | None = None
+        self.read_waiter: asyncio.Future[None] | None = None
+        self.drain_waiter: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.buffered += len(data)
+        if self.buffered >= self.limit and not self.reading_paused:
+            assert self.transport is not None
+            self.transport.pause_reading()
+            self.reading_paused = True
+        self.wake_reader()
+
+    def eof_received(self) -> bool:
+        self.at_eof = True
+        self.wake_reader()
+        return True  # keep the transport open for writing: the close frame may follow
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.exception = exc
+        self.wake_reader()
+        self.wake_writer()
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        self.wake_writer()
+
+    def wake_reader(self) -> None:
+        if self.read_waiter is not None and not self.read_waiter.done():
+            self.read_waiter.set_result(None)
+
+    def wake_writer(self) -> None:
+        if self.drain_waiter is not None and not self.drain_waiter.done():
+            self.drain_waiter.set_result(None)
+
+
+class AsyncioStream(anyio.abc.ByteStream):
+    """The stream of one connected asyncio transport (TCP, TLS or Unix socket)."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+        self._closed = False
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        """Return what has arrived, up to `max_bytes`; wait if nothing has."""
+        protocol = self._protocol
+        chunks = protocol.chunks
+        while True:
+            if self._closed:
+                raise anyio.ClosedResourceError
+            if chunks:
+                break
+            if protocol.lost or protocol.at_eof:
+                if protocol.exception is not None:
+                    raise anyio.BrokenResourceError from protocol.exception
+                raise anyio.EndOfStream
+            protocol.read_waiter = protocol.loop.create_future()
+            try:
+                await protocol.read_waiter
+            finally:
+                protocol.read_waiter = None
+        chunk = chunks.popleft()
+        # Several small reads that arrived together go to the parser as one.
+        while chunks and len(chunk) + len(chunks[0]) <= max_bytes:
+            chunk += chunks.popleft()
+        if len(chunk) > max_bytes:
+            chunks.appendleft(chunk[max_bytes:])
+            chunk = chunk[:max_bytes]
+        protocol.buffered -= len(chunk)
+        if protocol.reading_paused and protocol.buffered < protocol.limit // 2:
+            protocol.reading_paused = False
+            self._transport.resume_reading()
+        return chunk
+
+    async def send(self, item: bytes) -> None:
+        """Hand `item` to the transport; wait only while the transport is over its limit."""
+        protocol = self._protocol
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if protocol.lost:
+            raise anyio.BrokenResourceError from protocol.exception
+        self._transport.write(item)
+        while protocol.writing_paused:
+            if protocol.lost:
+                raise anyio.BrokenResourceError from protocol.exception
+            protocol.drain_waiter = protocol.loop.create_future()
+            try:
+                await protocol.drain_waiter
+            finally:
+                protocol.drain_waiter = None
+
+    async def send_eof(self) -> None:
+        """Half-close: no more data will be sent."""
+        self._transport.write_eof()
+
+    async def aclose(self) -> None:
+        """Close the transport (buffered data is still flushed by asyncio)."""
+        if not self._closed:
+            self._closed = True
+            self._transport.close()
+            self._protocol.wake_reader()
+            self._protocol.wake_writer()
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        """The socket's addresses, as anyio's socket streams report them."""
+        transport = self._transport
+
+        def address(name: str) -> Callable[[], Any]:
+            def get() -> Any:
+                value = transport.get_extra_info(name)
+                return tuple(value[:2]) if isinstance(value, tuple) else value
+
+            return get
+
+        return {
+            SocketAttribute.local_address: address("sockname"),
+            SocketAttribute.remote_address: address("peername"),
+            SocketAttribute.raw_socket: lambda: transport.get_extra_info("socket"),
+        }
+
+
+async def connect(
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    path: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    read_buffer_limit: int = 2**16,
+) -> AsyncioStream:
+    """Open a TCP (happy eyeballs, RFC 8305) or Unix socket connection, with TLS if
+    `ssl_context` is given.
+
+    Raises:
+        OSError: the connection or the TLS handshake failed.
+    """
+    loop = asyncio.get_running_loop()
+    protocol = _Protocol(loop, read_buffer_limit)
+    tls: dict[str, Any] = {}
+    if ssl_context is not None:
+        tls = {"ssl": ssl_context, "server_hostname": server_hostname}
+    if path is not None:
+        transport, _ = await loop.create_unix_connection(lambda: protocol, path, **tls)
+    else:
+        assert host is not None
+        assert port is not None
+        transport, _ = await loop.create_connection(
+            lambda: protocol, host, port, happy_eyeballs_delay=0.25, **tls
+        )
+    assert isinstance(transport, asyncio.Transport)
+    return AsyncioStream(transport, protocol)

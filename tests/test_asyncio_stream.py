@@ -1,0 +1,167 @@
+"""The lean asyncio stream, driven through its protocol callbacks with a recording
+transport (no sockets). These tests are about the asyncio backend only."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import anyio
+import pytest
+from anyio.abc import SocketAttribute
+
+from anyws._asyncio_stream import AsyncioStream, _Protocol
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class RecordingTransport(asyncio.Transport):
+    def __init__(self, extra: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+        self.written: list[bytes] = []
+        self.extra = extra or {}
+
+    def pause_reading(self) -> None:
+        self.calls.append("pause_reading")
+
+    def resume_reading(self) -> None:
+        self.calls.append("resume_reading")
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written.append(bytes(data))
+
+    def write_eof(self) -> None:
+        self.calls.append("write_eof")
+
+    def close(self) -> None:
+        self.calls.append("close")
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.extra.get(name, default)
+
+
+def make_stream(
+    limit: int = 100, **extra: Any
+) -> tuple[AsyncioStream, _Protocol, RecordingTransport]:
+    protocol = _Protocol(asyncio.get_running_loop(), limit)
+    transport = RecordingTransport(extra)
+    protocol.connection_made(transport)
+    return AsyncioStream(transport, protocol), protocol, transport
+
+
+async def test_small_reads_are_joined_and_large_ones_split() -> None:
+    stream, protocol, _ = make_stream()
+    for part in (b"ab", b"cd", b"efgh"):
+        protocol.data_received(part)
+    assert await stream.receive(5) == b"abcd"
+    assert await stream.receive(2) == b"ef"
+    assert await stream.receive() == b"gh"
+
+
+async def test_reading_pauses_at_the_limit_and_resumes_below_half() -> None:
+    stream, protocol, transport = make_stream(limit=10)
+    protocol.data_received(b"x" * 12)
+    assert transport.calls == ["pause_reading"]
+    assert await stream.receive(4) == b"xxxx"  # 8 left: still paused
+    assert transport.calls == ["pause_reading"]
+    assert await stream.receive(4) == b"xxxx"  # 4 left: below half
+    assert transport.calls == ["pause_reading", "resume_reading"]
+
+
+async def test_receive_waits_for_data() -> None:
+    stream, protocol, _ = make_stream()
+    async with anyio.create_task_group() as tg:
+
+        async def feed() -> None:
+            await anyio.wait_all_tasks_blocked()
+            protocol.data_received(b"late")
+
+        tg.start_soon(feed)
+        assert await stream.receive() == b"late"
+
+
+async def test_eof_after_the_data() -> None:
+    stream, protocol, _ = make_stream()
+    protocol.data_received(b"last")
+    assert protocol.eof_received() is True
+    assert await stream.receive() == b"last"
+    with pytest.raises(anyio.EndOfStream):
+        await stream.receive()
+
+
+async def test_connection_lost() -> None:
+    stream, protocol, _ = make_stream()
+    error = ConnectionResetError()
+    protocol.connection_lost(error)
+    with pytest.raises(anyio.BrokenResourceError) as info:
+        await stream.receive()
+    assert info.value.__cause__ is error
+    with pytest.raises(anyio.BrokenResourceError):
+        await stream.send(b"x")
+    clean, clean_protocol, _ = make_stream()
+    clean_protocol.connection_lost(None)
+    with pytest.raises(anyio.EndOfStream):
+        await clean.receive()
+
+
+async def test_aclose_wakes_a_waiting_receiver() -> None:
+    stream, _, transport = make_stream()
+    async with anyio.create_task_group() as tg:
+
+        async def close_soon() -> None:
+            await anyio.wait_all_tasks_blocked()
+            await stream.aclose()
+
+        tg.start_soon(close_soon)
+        with pytest.raises(anyio.ClosedResourceError):
+            await stream.receive()
+    await stream.aclose()
+    assert transport.calls == ["close"]
+    with pytest.raises(anyio.ClosedResourceError):
+        await stream.send(b"x")
+
+
+async def test_send_waits_while_the_transport_is_paused() -> None:
+    stream, protocol, transport = make_stream()
+    await stream.send(b"at once")
+    protocol.pause_writing()
+    async with anyio.create_task_group() as tg:
+
+        async def resume_soon() -> None:
+            await anyio.wait_all_tasks_blocked()
+            protocol.resume_writing()
+
+        tg.start_soon(resume_soon)
+        await stream.send(b"after a pause")
+    assert transport.written == [b"at once", b"after a pause"]
+
+
+async def test_connection_lost_while_paused() -> None:
+    stream, protocol, _ = make_stream()
+    protocol.pause_writing()
+    async with anyio.create_task_group() as tg:
+
+        async def lose_soon() -> None:
+            await anyio.wait_all_tasks_blocked()
+            protocol.connection_lost(BrokenPipeError())
+
+        tg.start_soon(lose_soon)
+        with pytest.raises(anyio.BrokenResourceError):
+            await stream.send(b"never drained")
+
+
+async def test_send_eof_and_addresses() -> None:
+    stream, _, transport = make_stream(
+        sockname=("::1", 5, 0, 0), peername="/tmp/sock", socket="raw"
+    )
+    await stream.send_eof()
+    assert transport.calls == ["write_eof"]
+    assert stream.extra(SocketAttribute.local_address) == ("::1", 5)
+    assert stream.extra(SocketAttribute.remote_address) == "/tmp/sock"
+    assert stream.extra(SocketAttribute.raw_socket) == "raw"

@@ -1,0 +1,123 @@
+"""Our own framing of outgoing data frames is byte-identical to wsproto's (same masking key),
+with and without permessage-deflate; and the C masking equals the Python fallback."""
+
+from __future__ import annotations
+
+from unittest.mock import patch
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from wsproto.connection import Connection, ConnectionType
+from wsproto.events import BytesMessage, TextMessage
+from wsproto.extensions import Extension, PerMessageDeflate
+
+from anyws._deflate import negotiate_deflate
+from anyws._mask import apply_mask, apply_mask_python
+from anyws._protocol import ClientProtocol
+
+BOUNDARY_LENGTHS = [0, 1, 3, 4, 5, 125, 126, 127, 65535, 65536, 65537, 200_000]
+
+payload_lengths = st.one_of(st.sampled_from(BOUNDARY_LENGTHS), st.integers(0, 2000))
+binary_payloads = payload_lengths.map(lambda n: bytes(i * 7 % 251 for i in range(n)))
+text_payloads = st.one_of(st.text(max_size=300), payload_lengths.map(lambda n: "é" * (n // 2)))
+messages = st.one_of(
+    text_payloads,
+    binary_payloads,
+    st.lists(text_payloads, min_size=1, max_size=4),
+    st.lists(binary_payloads, min_size=1, max_size=4),
+)
+deflate_params = st.sampled_from(
+    [
+        None,
+        [],
+        [("client_no_context_takeover", None)],
+        [("client_max_window_bits", "9")],
+        [("client_max_window_bits", "12"), ("client_no_context_takeover", None)],
+    ]
+)
+
+
+def reference(params: list[tuple[str, str | None]] | None) -> Connection:
+    """wsproto framing with wsproto's own permessage-deflate, configured alike."""
+    extensions: list[Extension] = []
+    if params is not None:
+        values = dict(params)
+        deflate = PerMessageDeflate(
+            client_no_context_takeover="client_no_context_takeover" in values,
+            client_max_window_bits=int(values.get("client_max_window_bits") or 15),
+        )
+        deflate.finalize("permessage-deflate")
+        extensions.append(deflate)
+    return Connection(ConnectionType.CLIENT, extensions)
+
+
+def wsproto_frames(connection: Connection, message: str | bytes | list[str] | list[bytes]) -> bytes:
+    parts = message if isinstance(message, list) else [message]
+    out = b""
+    for index, part in enumerate(parts):
+        finished = index == len(parts) - 1
+        event = (
+            TextMessage(part, message_finished=finished)
+            if isinstance(part, str)
+            else BytesMessage(part, message_finished=finished)
+        )
+        out += connection.send(event)
+    return out
+
+
+@given(
+    sequence=st.lists(messages, min_size=1, max_size=4),
+    params=deflate_params,
+    key=st.binary(min_size=4, max_size=4),
+)
+def test_own_framing_is_byte_identical_to_wsproto(
+    sequence: list[str | bytes | list[str] | list[bytes]],
+    params: list[tuple[str, str | None]] | None,
+    key: bytes,
+) -> None:
+    ours = ClientProtocol([] if params is None else [negotiate_deflate(params)])
+    theirs = reference(params)
+    with patch("os.urandom", return_value=key):
+        for message in sequence:
+            if isinstance(message, list):
+                ours.send_fragments(message)
+            else:
+                ours.send_message(message)
+            assert b"".join(ours.data_to_send()) == wsproto_frames(theirs, message)
+
+
+def test_other_extensions_leave_framing_to_wsproto() -> None:
+    class Marker(PerMessageDeflate):
+        name = "x-marker"
+
+    mine, reference_marker = Marker(), Marker()
+    mine.finalize("x-marker")
+    reference_marker.finalize("x-marker")
+    ours = ClientProtocol([mine])
+    theirs = Connection(ConnectionType.CLIENT, [reference_marker])
+    with patch("os.urandom", return_value=b"abcd"):
+        ours.send_message("hello")
+        ours.send_fragments([b"a", b"b"])
+        assert b"".join(ours.data_to_send()) == theirs.send(TextMessage("hello")) + wsproto_frames(
+            theirs, [b"a", b"b"]
+        )
+
+
+@given(
+    data=st.binary(max_size=100),
+    key=st.binary(min_size=4, max_size=4),
+    prefix=st.binary(max_size=10),
+)
+def test_c_masking_equals_python(data: bytes, key: bytes, prefix: bytes) -> None:
+    assert apply_mask(data, key, prefix) == apply_mask_python(data, key, prefix)
+    assert apply_mask(data, key) == apply_mask_python(data, key)
+    assert apply_mask(apply_mask(data, key), key) == data
+
+
+@pytest.mark.parametrize("mask", [apply_mask, apply_mask_python])
+def test_mask_must_have_four_bytes(mask: object) -> None:
+    with pytest.raises(ValueError, match="4 bytes"):
+        mask(b"data", b"abc")  # type: ignore[operator]
+    with pytest.raises(ValueError, match="4 bytes"):
+        mask(b"data", b"abc", b"prefix")  # type: ignore[operator]
