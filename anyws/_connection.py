@@ -8,6 +8,7 @@ or later call raises it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -16,10 +17,11 @@ from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Generator, Iterable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import anyio
 import anyio.abc
+import sniffio
 from anyio.abc import SocketAttribute
 
 from ._exceptions import (
@@ -32,6 +34,28 @@ from ._protocol import ClientProtocol, PongReceived, State
 from ._types import Data, Request, Response
 
 _TRANSPORT_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
+
+
+class Event(Protocol):
+    """What the driver needs of an event; asyncio's and trio's own events both are one."""
+
+    def set(self) -> None: ...
+    def is_set(self) -> bool: ...
+    async def wait(self) -> Any: ...
+
+
+def event_class() -> Callable[[], Event]:
+    """The running backend's native event class.
+
+    anyio.Event() looks the backend up on every creation; the driver creates events per
+    message, so it picks the class once per connection. Both are cancelled by anyio's
+    cancel scopes like any other await.
+    """
+    if sniffio.current_async_library() == "asyncio":
+        return asyncio.Event
+    import trio
+
+    return trio.Event
 
 
 @dataclass(frozen=True)
@@ -59,7 +83,7 @@ class PongWaiter(Awaitable[float]):
 
     def __init__(self, connection: ClientConnection, sent_at: float) -> None:
         self._connection = connection
-        self._event = anyio.Event()
+        self._event = connection._new_event()
         self._latency: float | None = None
         self.sent_at = sent_at
 
@@ -118,18 +142,19 @@ class ClientConnection:
         """The server's address: (host, port) for TCP, a path for a Unix socket."""
 
         self._messages: deque[Data] = deque()
-        self._message_arrived: anyio.Event | None = None  # set when a receiver waits
-        self._queue_space: anyio.Event | None = None  # set when the reader is paused
-        self._outbox_ready = anyio.Event()
-        self._drained: anyio.Event | None = None  # set when a sender waits for room
-        self._transport_closed = anyio.Event()
+        self._message_arrived: Event | None = None  # set when a receiver waits
+        self._queue_space: Event | None = None  # set when the reader is paused
+        self._new_event = event_class()
+        self._outbox_ready = self._new_event()
+        self._drained: Event | None = None  # set when a sender waits for room
+        self._transport_closed = self._new_event()
         self._pong_waiters: dict[bytes, PongWaiter] = {}
         self._receiving = False
         self._in_flight = 0
         self._initial_data = b""
         self._task_scopes: list[anyio.CancelScope] = []
         self._tasks_stopped = False
-        self._failure_committed: anyio.Event | None = None
+        self._failure_committed: Event | None = None
 
     # -- properties ---------------------------------------------------------------------
 
@@ -198,7 +223,7 @@ class ClientConnection:
                     # `closed`, `close_code` and the exception agree.
                     if self._transport_closed.is_set():
                         raise self._protocol.receive_exc()
-                    self._message_arrived = anyio.Event()
+                    self._message_arrived = self._new_event()
                     await self._message_arrived.wait()
                 message = messages.popleft()
                 if self._queue_space is not None and self._has_queue_room():
@@ -450,10 +475,10 @@ class ClientConnection:
         while self._buffered() and not self._transport_closed.is_set():
             await self._drained_event().wait()
 
-    def _drained_event(self) -> anyio.Event:
+    def _drained_event(self) -> Event:
         # One event shared by every waiting sender; a fresh one once it has fired.
         if self._drained is None or self._drained.is_set():
-            self._drained = anyio.Event()
+            self._drained = self._new_event()
         return self._drained
 
     def _has_queue_room(self) -> bool:
@@ -501,14 +526,14 @@ class ClientConnection:
                     break
                 if high is not None:
                     while len(self._messages) >= high and protocol.state is State.OPEN:
-                        self._queue_space = anyio.Event()
+                        self._queue_space = self._new_event()
                         await self._queue_space.wait()
                         self._queue_space = None
                 data = await self._stream.receive(read_limit)
             if protocol.failure_pending:
                 # Bad input: the close frame waits until the messages before it are taken
                 # (see ClientProtocol.commit_failure), at most close_timeout.
-                self._failure_committed = anyio.Event()
+                self._failure_committed = self._new_event()
                 with anyio.move_on_after(_timeout(self._limits.close_timeout)):
                     await self._failure_committed.wait()
                 self._commit_failure()
@@ -565,7 +590,7 @@ class ClientConnection:
                 if not frames:
                     if self._drained is not None:
                         self._drained.set()
-                    self._outbox_ready = anyio.Event()
+                    self._outbox_ready = self._new_event()
                     await self._outbox_ready.wait()
                     continue
                 data = frames[0] if len(frames) == 1 else b"".join(frames)
