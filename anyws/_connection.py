@@ -9,6 +9,7 @@ or later call raises it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -152,8 +153,9 @@ class ClientConnection:
         self._receiving = False
         self._in_flight = 0
         self._initial_data = b""
-        self._task_scopes: list[anyio.CancelScope] = []
+        self._task_scopes: set[anyio.CancelScope] = set()
         self._tasks_stopped = False
+        self._stream_closed = False
         self._failure_committed: Event | None = None
 
     # -- properties ---------------------------------------------------------------------
@@ -438,7 +440,12 @@ class ClientConnection:
         """Drop the transport, whatever state the close handshake is in; `cause` explains
         the abnormal closure if the server's close frame never came.
         """
-        await anyio.aclose_forcefully(self._stream)
+        if not self._stream_closed:
+            self._stream_closed = True
+            # Every caller runs shielded (a connection task, or the exit of the block), and
+            # closing a socket (TLS without close_notify, as here) doesn't wait for the peer.
+            with contextlib.suppress(*_TRANSPORT_ERRORS):
+                await self._stream.aclose()
         self._connection_lost(cause or _CloseTimeout())
 
     def _connection_lost(self, cause: BaseException | None) -> None:
@@ -504,12 +511,19 @@ class ClientConnection:
         if self._tasks_stopped:  # pragma: no cover (closing always yields before stopping)
             return  # a shielded task that started after _stop_tasks would never end
         with anyio.CancelScope(shield=True) as scope:
-            self._task_scopes.append(scope)
-            await task()
+            self._task_scopes.add(scope)
+            try:
+                await task()
+            finally:
+                self._task_scopes.discard(scope)
 
-    def _stop_tasks(self) -> None:
+    async def _stop_tasks(self) -> None:
+        """End the tasks. Once the transport is closed they end by themselves when next
+        scheduled: give them that chance, and cancel whichever is still running.
+        """
         self._tasks_stopped = True
-        for scope in self._task_scopes:
+        await anyio.lowlevel.checkpoint()
+        for scope in list(self._task_scopes):
             scope.cancel()
 
     async def _read_loop(self) -> None:
@@ -590,6 +604,8 @@ class ClientConnection:
                 if not frames:
                     if self._drained is not None:
                         self._drained.set()
+                    if self._transport_closed.is_set():
+                        return  # nothing left to write, ever
                     self._outbox_ready = self._new_event()
                     await self._outbox_ready.wait()
                     continue
@@ -610,7 +626,9 @@ class ClientConnection:
         interval = self._limits.ping_interval
         assert interval is not None
         while True:
-            await anyio.sleep(interval)
+            # Sleeps until the next ping, or ends as soon as the connection is closed.
+            with anyio.move_on_after(interval):
+                await self._transport_closed.wait()
             if self._protocol.state is not State.OPEN:
                 return
             waiter = await self.ping()
