@@ -45,15 +45,51 @@ class Event(Protocol):
     async def wait(self) -> Any: ...
 
 
+class _AsyncioEvent:
+    """An asyncio event that allocates nothing until somebody waits.
+
+    asyncio.Event allocates a deque (760 bytes) up front; a connection keeps several
+    events, mostly never waited on, so this one makes a list of futures on demand.
+    """
+
+    __slots__ = ("_value", "_waiters")
+
+    def __init__(self) -> None:
+        self._value = False
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._value
+
+    def set(self) -> None:
+        if not self._value:
+            self._value = True
+            for waiter in self._waiters or ():
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def wait(self) -> None:
+        if self._value:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            self._waiters.remove(waiter)
+
+
 def event_class() -> Callable[[], Event]:
-    """The running backend's native event class.
+    """The running backend's own kind of event.
 
     anyio.Event() looks the backend up on every creation; the driver creates events per
     message, so it picks the class once per connection. Both are cancelled by anyio's
     cancel scopes like any other await.
     """
     if sniffio.current_async_library() == "asyncio":
-        return asyncio.Event
+        return _AsyncioEvent
     import trio
 
     return trio.Event

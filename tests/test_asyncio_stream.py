@@ -165,3 +165,30 @@ async def test_send_eof_and_addresses() -> None:
     assert stream.extra(SocketAttribute.local_address) == ("::1", 5)
     assert stream.extra(SocketAttribute.remote_address) == "/tmp/sock"
     assert stream.extra(SocketAttribute.raw_socket) == "raw"
+
+
+async def test_light_event() -> None:
+    from anyws._connection import _AsyncioEvent
+
+    event = _AsyncioEvent()
+    woken: list[str] = []
+    cancelled_scope = anyio.CancelScope()
+
+    async def cancelled_waiter() -> None:
+        with cancelled_scope:
+            await event.wait()
+            woken.append("cancelled")
+
+    async def waiter() -> None:
+        await event.wait()
+        woken.append("waiter")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(cancelled_waiter)
+        tg.start_soon(waiter)
+        await anyio.wait_all_tasks_blocked()
+        cancelled_scope.cancel()  # its future is cancelled now, before it runs again
+        event.set()
+    assert woken == ["waiter"]
+    assert event.is_set()
+    await event.wait()  # already set: returns at once
