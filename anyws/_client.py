@@ -256,8 +256,8 @@ class _WebSocketContext:
             subprotocol=accepted.subprotocol,
             limits=options.limits,
             logger=options.logger,
+            initial_data=accepted.trailing_data,
         )
-        connection._initial_data = accepted.trailing_data
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         connection._start_tasks(

@@ -159,6 +159,7 @@ class ClientConnection:
         subprotocol: str | None,
         limits: Limits,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+        initial_data: bytes = b"",
     ) -> None:
         self._stream = stream
         self._protocol = protocol
@@ -188,7 +189,7 @@ class ClientConnection:
         self._pong_waiters: dict[bytes, PongWaiter] = {}
         self._receiving = False
         self._in_flight = 0
-        self._initial_data = b""
+        self._initial_data = initial_data  # what followed the handshake response
         self._task_scopes: set[anyio.CancelScope] = set()
         self._tasks_stopped = False
         self._stream_closed = False
