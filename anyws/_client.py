@@ -365,7 +365,7 @@ class _WebSocketContext:
                 await connection._shutdown(1001, "", wait=False)
             else:
                 await connection._shutdown(1011, "", wait=True)
-            await connection._stop_tasks()
+            connection._stop_tasks()
         # The user's exception is not handed to the task group: it would wrap it in an
         # ExceptionGroup on trio. The children never raise, so nothing else can come out.
         await task_group.__aexit__(None, None, None)

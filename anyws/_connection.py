@@ -35,6 +35,7 @@ from ._protocol import ClientProtocol, PongReceived, State
 from ._types import Data, Request, Response
 
 _TRANSPORT_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
+_STOP_GRACE = 1.0  # seconds the tasks get to end by themselves once the connection is closed
 
 
 class Event(Protocol):
@@ -554,14 +555,14 @@ class ClientConnection:
             finally:
                 self._task_scopes.discard(scope)
 
-    async def _stop_tasks(self) -> None:
-        """End the tasks. Once the transport is closed they end by themselves when next
-        scheduled: give them that chance, and cancel whichever is still running.
+    def _stop_tasks(self) -> None:
+        """End the tasks. Once the transport is closed, each ends by itself when next
+        scheduled (cancelling costs more); a deadline makes sure none outstays.
         """
         self._tasks_stopped = True
-        await anyio.lowlevel.checkpoint()
-        for scope in list(self._task_scopes):
-            scope.cancel()
+        deadline = anyio.current_time() + _STOP_GRACE
+        for scope in self._task_scopes:
+            scope.deadline = deadline
 
     async def _read_loop(self) -> None:
         """Read from the transport until it ends, feeding the protocol. Never raises."""

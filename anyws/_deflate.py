@@ -1,26 +1,33 @@
-"""permessage-deflate (RFC 7692), sans-IO: the negotiated parameters and the compression of
-outgoing messages. Inflating incoming frames is wsproto's `PerMessageDeflate`, which this
-extends.
+"""permessage-deflate (RFC 7692), sans-IO: the negotiated parameters, the compression of
+outgoing messages and the inflation of incoming ones, as a wsproto `Extension`.
 """
 
 from __future__ import annotations
 
 import zlib
 
-from wsproto.extensions import PerMessageDeflate
-from wsproto.frame_protocol import FrameDecoder, FrameProtocol, Opcode, RsvBits
+from wsproto.extensions import Extension
+from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
 
 from ._exceptions import NegotiationError
 
+_EMPTY_BLOCK_TAIL = b"\x00\x00\xff\xff"  # RFC 7692 §7.2.1-§7.2.2
 
-class NegotiatedDeflate(PerMessageDeflate):
-    """wsproto's permessage-deflate with the parameters the server accepted (RFC 7692 §7.1).
+
+class NegotiatedDeflate(Extension):
+    """permessage-deflate with the parameters the server accepted (RFC 7692 §7.1).
+
+    Inflating stops as soon as a message grows past `max_size` (RFC 7692 §8.1 warns of
+    "decompression bombs"): zlib is asked for at most the bytes that remain allowed, so a
+    small compressed frame can't make a huge allocation.
 
     Window bits of 8 are legal in RFC 7692, but zlib can't compress with a window of 256
     bytes. Inflating with a larger window is always correct, so a server window of 8 is read
     with 9; when the server limits *our* window to 8, we send messages uncompressed, which
     RFC 7692 §6.1 allows ("An endpoint MAY send a message without compression").
     """
+
+    name = "permessage-deflate"
 
     def __init__(
         self,
@@ -29,16 +36,29 @@ class NegotiatedDeflate(PerMessageDeflate):
         server_no_context_takeover: bool,
         client_max_window_bits: int,
         server_max_window_bits: int,
+        max_size: int | None = None,
     ) -> None:
-        super().__init__(
-            client_no_context_takeover=client_no_context_takeover,
-            server_no_context_takeover=server_no_context_takeover,
-            client_max_window_bits=max(client_max_window_bits, 9),
-            server_max_window_bits=max(server_max_window_bits, 9),
-        )
+        self.client_no_context_takeover = client_no_context_takeover
+        self.server_no_context_takeover = server_no_context_takeover
+        self.client_max_window_bits = max(client_max_window_bits, 9)
+        self.server_max_window_bits = max(server_max_window_bits, 9)
         self.compress_outbound = client_max_window_bits > 8
+        self.max_size = max_size
+        self.inflated_size = 0  # of the message being received
         self._deflater: zlib._Compress | None = None
-        self.finalize("")
+        self._inflater: zlib._Decompress | None = None
+        self._message_compressed = False
+        self._frame_compressed = False
+
+    def enabled(self) -> bool:
+        """Negotiated, so always in use."""
+        return True
+
+    def offer(self) -> str:
+        """The parameters anyws offers (the handshake sends them; see `DEFLATE_OFFER`)."""
+        return "client_max_window_bits"
+
+    # -- outgoing ----------------------------------------------------------------------
 
     def compress(self, data: bytes, *, first: bool, fin: bool) -> tuple[bool, bytes]:
         """Compress one frame's payload of an outgoing message; return (RSV1, payload).
@@ -68,11 +88,69 @@ class NegotiatedDeflate(PerMessageDeflate):
         data: bytes,
         fin: bool,
     ) -> tuple[RsvBits, bytes]:
-        """Wsproto's hook, served by `compress` so that both share one deflate context."""
+        """Wsproto's hook (when wsproto frames data), served by `compress`."""
         if opcode.iscontrol():
             return rsv, data
         rsv1, payload = self.compress(data, first=opcode is not Opcode.CONTINUATION, fin=fin)
         return RsvBits(rsv1, rsv.rsv2, rsv.rsv3), payload
+
+    # -- incoming ----------------------------------------------------------------------
+
+    def frame_inbound_header(
+        self,
+        proto: FrameDecoder | FrameProtocol,
+        opcode: Opcode,
+        rsv: RsvBits,
+        payload_length: int,
+    ) -> CloseReason | RsvBits:
+        """Note whether the frame's payload is compressed; claim the RSV1 bit."""
+        if rsv.rsv1 and (opcode.iscontrol() or opcode is Opcode.CONTINUATION):
+            return CloseReason.PROTOCOL_ERROR  # RSV1 only on a message's first frame (§6)
+        if opcode.iscontrol():
+            self._frame_compressed = False
+        else:
+            if opcode is not Opcode.CONTINUATION:
+                self._message_compressed = rsv.rsv1
+                self.inflated_size = 0
+            self._frame_compressed = self._message_compressed
+        return RsvBits(True, False, False)
+
+    def frame_inbound_payload_data(
+        self, proto: FrameDecoder | FrameProtocol, data: bytes
+    ) -> bytes | CloseReason:
+        """Inflate the payload of a compressed frame."""
+        if not self._frame_compressed:
+            return data
+        return self._inflate(data)
+
+    def frame_inbound_complete(
+        self, proto: FrameDecoder | FrameProtocol, fin: bool
+    ) -> bytes | CloseReason | None:
+        """At the end of a compressed message, inflate the removed empty-block tail."""
+        if not (fin and self._frame_compressed):
+            return None
+        tail = self._inflate(_EMPTY_BLOCK_TAIL)
+        self._message_compressed = False
+        if self.server_no_context_takeover:
+            self._inflater = None  # §7.1.1.2: each message was compressed afresh
+        return tail
+
+    def _inflate(self, data: bytes) -> bytes | CloseReason:
+        if self._inflater is None:
+            self._inflater = zlib.decompressobj(-self.server_max_window_bits)
+        try:
+            if self.max_size is None:
+                inflated = self._inflater.decompress(data)
+            else:
+                # At most one byte past the limit: enough to know it was passed.
+                allowed = self.max_size - self.inflated_size + 1
+                inflated = self._inflater.decompress(data, allowed)
+        except zlib.error:
+            return CloseReason.INVALID_FRAME_PAYLOAD_DATA
+        self.inflated_size += len(inflated)
+        if self.max_size is not None and self.inflated_size > self.max_size:
+            return CloseReason.MESSAGE_TOO_BIG
+        return inflated
 
 
 def negotiate_deflate(params: list[tuple[str, str | None]]) -> NegotiatedDeflate:

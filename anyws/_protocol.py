@@ -22,6 +22,7 @@ from wsproto.events import (
     TextMessage,
 )
 from wsproto.extensions import Extension
+from wsproto.frame_protocol import CloseReason
 
 from ._deflate import NegotiatedDeflate
 from ._exceptions import (
@@ -31,6 +32,7 @@ from ._exceptions import (
     ConnectionClosedOK,
     PayloadTooBig,
     ProtocolError,
+    WebSocketError,
 )
 from ._frames import OPCODE_BINARY, OPCODE_CONTINUATION, OPCODE_TEXT, client_frame
 from ._types import Close, Data
@@ -45,12 +47,6 @@ SENDABLE_CLOSE_CODES = frozenset(
     {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
 )
 MAX_CLOSE_REASON = 123  # bytes: a control frame payload is at most 125 (RFC 6455 §5.5)
-
-# Deflate expands input by at most about 1032:1. Feeding compressed input in slices of
-# max_size / 1024 bytes bounds what one inflate call can produce to about max_size, so a
-# deflate bomb is caught after at most twice max_size is held (RFC 7692 §8.1 warns of this).
-_INFLATE_RATIO = 1024
-_MIN_INFLATE_SLICE = 64
 
 
 @dataclass(frozen=True)
@@ -108,9 +104,8 @@ class ClientProtocol:
             else:
                 self._own_framing = False
         self.max_size = max_size
-        self._inflate_slice: int | None = None
-        if max_size is not None and any(ext.name == "permessage-deflate" for ext in extensions):
-            self._inflate_slice = max(max_size // _INFLATE_RATIO, _MIN_INFLATE_SLICE)
+        if self._deflate is not None:
+            self._deflate.max_size = max_size  # enforced while inflating
 
         self._fragments: list[Data] = []
         self._size = 0
@@ -186,17 +181,8 @@ class ClientProtocol:
         received: list[Data | PongReceived] = []
         if self.incoming_done:
             return received
-        step = self._inflate_slice
-        if step is None or len(data) <= step:
-            self._ws.receive_data(bytes(data))
-            self._process_events(received)
-        else:
-            view = memoryview(data)
-            for start in range(0, len(data), step):
-                self._ws.receive_data(bytes(view[start : start + step]))
-                self._process_events(received)
-                if self.incoming_done:
-                    break
+        self._ws.receive_data(bytes(data))
+        self._process_events(received)
         return received
 
     def receive_eof(self, cause: BaseException | None = None) -> None:
@@ -263,14 +249,16 @@ class ClientProtocol:
         if state in (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING):
             # wsproto reports a frame it can't parse as a CloseConnection without changing
             # state: the server broke the protocol (bad opcode, bad UTF-8 → 1007, ...).
-            self._fail(
-                event.code,
-                event.reason or "protocol error",
-                ProtocolError(
-                    f"server violated the protocol: {event.reason or event.code}", event.code
-                ),
-                defer=True,
-            )
+            cause: WebSocketError
+            if event.code == CloseReason.MESSAGE_TOO_BIG:
+                # Only our inflater says this (wsproto has no size limit of its own).
+                assert self._deflate is not None
+                assert self.max_size is not None
+                cause = PayloadTooBig(self._deflate.inflated_size, self.max_size)
+            else:
+                message = f"server violated the protocol: {event.reason or event.code}"
+                cause = ProtocolError(message, event.code)
+            self._fail(event.code, event.reason or "protocol error", cause, defer=True)
             return
         self.close_rcvd = Close(int(event.code), event.reason or "")
         self._fragments.clear()

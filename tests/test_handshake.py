@@ -350,6 +350,7 @@ def test_negotiate_deflate(
         deflate.compress_outbound,
     ) == expected
     assert deflate.enabled()
+    assert deflate.offer() == "client_max_window_bits"
 
 
 @pytest.mark.parametrize(
