@@ -11,6 +11,7 @@ connection broke, `ClosedResourceError` after `aclose()`, also for a waiting rec
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import ssl
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -188,8 +189,17 @@ async def connect(
     else:
         assert host is not None
         assert port is not None
-        transport, _ = await loop.create_connection(
-            lambda: protocol, host, port, happy_eyeballs_delay=0.25, **tls
-        )
+        # Happy eyeballs (RFC 8305) races the addresses a name resolves to; an address
+        # literal has one, and the race would only add tasks.
+        race: dict[str, Any] = {} if _is_ip_address(host) else {"happy_eyeballs_delay": 0.25}
+        transport, _ = await loop.create_connection(lambda: protocol, host, port, **race, **tls)
     assert isinstance(transport, asyncio.Transport)
     return AsyncioStream(transport, protocol)
+
+
+def _is_ip_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

@@ -131,6 +131,15 @@ async def test_handshake_details_seen_by_the_server() -> None:
     assert seen["subprotocol"] == "b"
 
 
+async def test_host_name_with_happy_eyeballs(echo_uri: str) -> None:
+    # "localhost" may resolve to ::1 first, where nothing listens: the race falls through.
+    port = echo_uri.rsplit(":", 1)[1].strip("/")
+    async with anyws.connect(f"ws://localhost:{port}/") as ws:
+        await ws.send("by name")
+        assert await ws.recv() == "by name"
+        assert ws.request.headers["Host"] == f"localhost:{port}"
+
+
 async def test_default_user_agent(echo_uri: str) -> None:
     async with anyws.connect(echo_uri) as ws:
         agent = ws.request.headers["User-Agent"]
