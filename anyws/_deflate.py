@@ -69,8 +69,10 @@ class NegotiatedDeflate(Extension):
         if not self.compress_outbound:
             return False, data
         if self._deflater is None:
+            # memLevel 5 (as `websockets` does): 16 KiB of hash tables instead of 128 KiB
+            # per connection, and about 40 % less CPU, for much the same ratio.
             self._deflater = zlib.compressobj(
-                zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -self.client_max_window_bits
+                zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -self.client_max_window_bits, 5
             )
         compressed = self._deflater.compress(data)
         if fin:

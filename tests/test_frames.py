@@ -1,8 +1,11 @@
 """Our own framing of outgoing data frames is byte-identical to wsproto's (same masking key),
-with and without permessage-deflate; and the C masking equals the Python fallback."""
+with and without permessage-deflate (wsproto then compresses through the same extension
+class, so that only the framing differs); the C masking equals the Python fallback; and
+what our deflate sends, a plain zlib peer inflates."""
 
 from __future__ import annotations
 
+import zlib
 from unittest.mock import patch
 
 import pytest
@@ -39,16 +42,8 @@ deflate_params = st.sampled_from(
 
 
 def reference(params: list[tuple[str, str | None]] | None) -> Connection:
-    """wsproto framing with wsproto's own permessage-deflate, configured alike."""
-    extensions: list[Extension] = []
-    if params is not None:
-        values = dict(params)
-        deflate = PerMessageDeflate(
-            client_no_context_takeover="client_no_context_takeover" in values,
-            client_max_window_bits=int(values.get("client_max_window_bits") or 15),
-        )
-        deflate.finalize("permessage-deflate")
-        extensions.append(deflate)
+    """wsproto framing, compressing through an extension of its own configured alike."""
+    extensions: list[Extension] = [] if params is None else [negotiate_deflate(params)]
     return Connection(ConnectionType.CLIENT, extensions)
 
 
@@ -121,3 +116,22 @@ def test_mask_must_have_four_bytes(mask: object) -> None:
         mask(b"data", b"abc")  # type: ignore[operator]
     with pytest.raises(ValueError, match="4 bytes"):
         mask(b"data", b"abc", b"prefix")  # type: ignore[operator]
+
+
+@given(messages=st.lists(st.binary(max_size=3000), min_size=1, max_size=5), takeover=st.booleans())
+def test_compressed_messages_inflate_at_a_plain_zlib_peer(
+    messages: list[bytes], takeover: bool
+) -> None:
+    params = [] if takeover else [("client_no_context_takeover", None)]
+    ours = ClientProtocol([negotiate_deflate(params)])
+    inflater = zlib.decompressobj(-15)
+    for message in messages:
+        ours.send_message(message)
+        (raw,) = ours.data_to_send()
+        header_length = 2 + {126: 2, 127: 8}.get(raw[1] & 0x7F, 0)
+        mask = raw[header_length : header_length + 4]
+        payload = apply_mask_python(raw[header_length + 4 :], mask)
+        assert raw[0] & 0x40  # RSV1: compressed
+        if not takeover:
+            inflater = zlib.decompressobj(-15)
+        assert inflater.decompress(payload + b"\x00\x00\xff\xff") == message
