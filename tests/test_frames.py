@@ -122,7 +122,9 @@ def test_mask_must_have_four_bytes(mask: object) -> None:
 def test_compressed_messages_inflate_at_a_plain_zlib_peer(
     messages: list[bytes], takeover: bool
 ) -> None:
-    params = [] if takeover else [("client_no_context_takeover", None)]
+    params: list[tuple[str, str | None]] = (
+        [] if takeover else [("client_no_context_takeover", None)]
+    )
     ours = ClientProtocol([negotiate_deflate(params)])
     inflater = zlib.decompressobj(-15)
     for message in messages:
