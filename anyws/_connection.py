@@ -192,7 +192,6 @@ class ClientConnection:
         self._in_flight = 0
         self._initial_data = initial_data  # what followed the handshake response
         self._task_scopes: set[anyio.CancelScope] = set()
-        self._tasks_stopped = False
         self._stream_closed = False
         self._failure_committed: Event | None = None
 
@@ -546,8 +545,6 @@ class ClientConnection:
             task_group.start_soon(self._run_task, task, name=f"anyws {task.__name__}")
 
     async def _run_task(self, task: Callable[[], Awaitable[None]]) -> None:
-        if self._tasks_stopped:  # pragma: no cover (closing always yields before stopping)
-            return  # a shielded task that started after _stop_tasks would never end
         with anyio.CancelScope(shield=True) as scope:
             self._task_scopes.add(scope)
             try:
@@ -557,9 +554,9 @@ class ClientConnection:
 
     def _stop_tasks(self) -> None:
         """End the tasks. Once the transport is closed, each ends by itself when next
-        scheduled (cancelling costs more); a deadline makes sure none outstays.
+        scheduled, even one that only starts now (cancelling costs more); a deadline makes
+        sure none outstays.
         """
-        self._tasks_stopped = True
         deadline = anyio.current_time() + _STOP_GRACE
         for scope in self._task_scopes:
             scope.deadline = deadline

@@ -292,11 +292,7 @@ class ClientProtocol:
             TypeError: the message is neither str nor bytes-like.
         """
         self._check_open()
-        payload = _payload(message)
-        if self._own_framing:
-            self._queue_data_frames([payload])
-        else:
-            self._queue_data(self._ws.send(_message(payload, finished=True)))
+        self._queue_message([_payload(message)])
 
     def send_fragments(self, fragments: Sequence[Data | bytearray | memoryview]) -> None:
         """Queue one message made of several frames, one per fragment (RFC 6455 §5.4).
@@ -315,18 +311,17 @@ class ClientProtocol:
         is_text = isinstance(payloads[0], str)
         if any(isinstance(payload, str) is not is_text for payload in payloads):
             raise TypeError("all fragments of a message must be str, or all bytes-like")
-        if self._own_framing:
-            self._queue_data_frames(payloads)
-            return
-        last = len(payloads) - 1
-        for index, payload in enumerate(payloads):
-            self._queue_data(self._ws.send(_message(payload, finished=index == last)))
+        self._queue_message(payloads)
 
-    def _queue_data_frames(self, payloads: Sequence[str | bytes]) -> None:
+    def _queue_message(self, payloads: Sequence[str | bytes]) -> None:
         # One message: the first frame carries the opcode, the others are continuations,
         # the last has FIN (RFC 6455 §5.4); deflate runs across the whole message.
-        opcode = OPCODE_TEXT if isinstance(payloads[0], str) else OPCODE_BINARY
         last = len(payloads) - 1
+        if not self._own_framing:
+            for index, payload in enumerate(payloads):
+                self._queue_data(self._ws.send(_message(payload, finished=index == last)))
+            return
+        opcode = OPCODE_TEXT if isinstance(payloads[0], str) else OPCODE_BINARY
         for index, payload in enumerate(payloads):
             data = payload.encode("utf-8") if isinstance(payload, str) else payload
             rsv1 = False
@@ -373,11 +368,8 @@ class ClientProtocol:
         validate_close(code, reason)
         if self.failure_pending:
             self.commit_failure()  # the failure's code says more than the one asked for
-        if self.state is not State.OPEN:
-            return
-        self.close_sent = Close(code, reason)
-        self.close_rcvd_then_sent = False
-        self._queue_data(self._ws.send(CloseConnection(code=code, reason=reason)))
+        if self.state is State.OPEN:
+            self._queue_close(Close(code, reason))
 
     def fail(self, code: int, reason: str, cause: BaseException) -> None:
         """Fail the connection now (RFC 6455 §7.1.7): send a close frame if still possible
@@ -409,9 +401,13 @@ class ClientProtocol:
         """
         close, self._pending_close = self._pending_close, None
         if close is not None and self._ws.state is ConnectionState.OPEN:
-            self.close_sent = close
-            self.close_rcvd_then_sent = False
-            self._queue_data(self._ws.send(CloseConnection(code=close.code, reason=close.reason)))
+            self._queue_close(close)
+
+    def _queue_close(self, close: Close) -> None:
+        # Our close goes first; it follows the data frames already queued (RFC 6455 §5.5.1).
+        self.close_sent = close
+        self.close_rcvd_then_sent = False
+        self._queue_data(self._ws.send(CloseConnection(code=close.code, reason=close.reason)))
 
     def _queue_control(self, frame: bytes) -> None:
         self._control_out.append(frame)
