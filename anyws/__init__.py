@@ -26,6 +26,7 @@ from ._exceptions import (
     SecurityError,
     WebSocketError,
 )
+from ._options import ConnectOptions, Options
 from ._protocol import State
 from ._types import Close, Data, Headers, Request, Response
 from ._version import __version__
@@ -34,6 +35,7 @@ __all__ = [
     "ClientConnection",
     "Close",
     "ConcurrencyError",
+    "ConnectOptions",
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
@@ -47,6 +49,7 @@ __all__ = [
     "InvalidURI",
     "InvalidUpgrade",
     "NegotiationError",
+    "Options",
     "PayloadTooBig",
     "PongWaiter",
     "ProtocolError",

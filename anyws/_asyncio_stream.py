@@ -5,7 +5,10 @@ selector updates per message) and yields to the event loop on every `send()`. Th
 needs neither: reading stays on until `read_buffer_limit` bytes wait unread (that is the
 backpressure), and a write that the transport accepts returns at once. The semantics are
 anyio's: `EndOfStream` at EOF, `BrokenResourceError` (caused by the OSError) when the
-connection broke, `ClosedResourceError` after `aclose()`, also for a waiting receiver.
+connection broke, `ClosedResourceError` after `aclose()`, also for a waiting receiver or
+sender. `aclose()` aborts: whatever is still buffered for a peer that stopped reading is
+dropped and the socket released at once (the driver closes only once the closing handshake
+is over or has timed out).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import ssl
+import sys
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -125,6 +129,8 @@ class AsyncioStream(anyio.abc.ByteStream):
             raise anyio.BrokenResourceError from protocol.exception
         self._transport.write(item)
         while protocol.writing_paused:
+            if self._closed:
+                raise anyio.ClosedResourceError
             if protocol.lost:
                 raise anyio.BrokenResourceError from protocol.exception
             protocol.drain_waiter = protocol.loop.create_future()
@@ -138,10 +144,10 @@ class AsyncioStream(anyio.abc.ByteStream):
         self._transport.write_eof()
 
     async def aclose(self) -> None:
-        """Close the transport (buffered data is still flushed by asyncio)."""
+        """Abort the transport: unsent data is dropped, the socket closed now."""
         if not self._closed:
             self._closed = True
-            self._transport.close()
+            self._transport.abort()
             self._protocol.wake_reader()
             self._protocol.wake_writer()
 
@@ -178,6 +184,7 @@ async def connect(
 
     Raises:
         OSError: the connection or the TLS handshake failed.
+        ExceptionGroup: on Python >= 3.12, of the OSError of each address tried.
     """
     loop = asyncio.get_running_loop()
     protocol = _Protocol(loop, read_buffer_limit)
@@ -192,6 +199,9 @@ async def connect(
         # Happy eyeballs (RFC 8305) races the addresses a name resolves to; an address
         # literal has one, and the race would only add tasks.
         race: dict[str, Any] = {} if _is_ip_address(host) else {"happy_eyeballs_delay": 0.25}
+        if sys.version_info >= (3, 12):
+            # Every address's error, not only a summary of them (see _transport.connect_error).
+            race["all_errors"] = True
         transport, _ = await loop.create_connection(lambda: protocol, host, port, **race, **tls)
     assert isinstance(transport, asyncio.Transport)
     return AsyncioStream(transport, protocol)

@@ -1,9 +1,16 @@
 """The anyio driver: `ClientConnection` and its reader, writer and heartbeat tasks.
 
-This module moves bytes between the transport and `ClientProtocol` and wakes tasks; the
-protocol rules live in `_protocol`. The tasks run in the task group that `open_websocket`
-owns; none of them raises into it: a failure is recorded in the protocol, and every waiting
-or later call raises it.
+This module moves bytes between the transport and `ClientProtocol`, wakes tasks and keeps
+deadlines; the protocol rules live in `_protocol`. The tasks run in the task group that
+`open_websocket` owns, under its one cancel scope; none of them raises into it: a failure
+is recorded in the protocol, and every waiting or later call raises it.
+
+The three tasks run under one cancel scope that the connection owns: shielded, so that a
+cancellation of the code around `open_websocket` doesn't cut a write short or stop the
+close path, which the exit of the block bounds with `close_timeout` instead. The reader
+hosts it, with the writer and the heartbeat in a task group inside it. The reader is the
+only task that receives: when it ends, for whatever reason, the connection is lost
+(`_connection_lost`), and the writer and the heartbeat end too.
 """
 
 from __future__ import annotations
@@ -17,7 +24,6 @@ import os
 from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Generator, Iterable, Mapping
 from contextlib import nullcontext
-from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import anyio
@@ -31,11 +37,11 @@ from ._exceptions import (
     ConnectionClosedOK,
     InvalidMessageType,
 )
+from ._options import Limits
 from ._protocol import ClientProtocol, PongReceived, State
 from ._types import Data, Request, Response
 
 _TRANSPORT_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
-_STOP_GRACE = 1.0  # seconds the tasks get to end by themselves once the connection is closed
 
 
 class Event(Protocol):
@@ -96,20 +102,6 @@ def event_class() -> Callable[[], Event]:
     return trio.Event
 
 
-@dataclass(frozen=True)
-class Limits:
-    """The flow-control and timing options of a connection (validated by `_client`)."""
-
-    max_queue_high: int | None
-    max_queue_low: int | None
-    read_limit: int
-    write_limit_high: int
-    write_limit_low: int
-    close_timeout: float | None
-    ping_interval: float | None
-    ping_timeout: float | None
-
-
 class PongWaiter(Awaitable[float]):
     """What `ClientConnection.ping()` returns: await it for the round-trip time in seconds.
 
@@ -134,7 +126,11 @@ class PongWaiter(Awaitable[float]):
         return self._event.is_set()
 
     async def wait(self) -> float:
-        """Wait for the pong and return the round-trip time in seconds. Cancel-safe."""
+        """Wait for the pong and return the round-trip time in seconds. Cancel-safe.
+
+        Raises:
+            ConnectionClosed: the connection closed before the pong arrived.
+        """
         await self._event.wait()
         if self._latency is None:
             raise self._connection._protocol.close_exc()
@@ -153,7 +149,7 @@ class ClientConnection:
     def __init__(
         self,
         stream: anyio.abc.ByteStream,
-        protocol: ClientProtocol,
+        protocol: ClientProtocol[PongWaiter],
         *,
         request: Request,
         response: Response,
@@ -181,19 +177,20 @@ class ClientConnection:
         """The server's address: (host, port) for TCP, a path for a Unix socket."""
 
         self._messages: deque[Data] = deque()
-        self._message_arrived: Event | None = None  # set when a receiver waits
-        self._queue_space: Event | None = None  # set when the reader is paused
-        self._new_event = event_class()
-        self._outbox_ready = self._new_event()
-        self._drained: Event | None = None  # set when a sender waits for room
-        self._transport_closed = self._new_event()
-        self._pong_waiters: dict[bytes, PongWaiter] = {}
         self._receiving = False
+        self._new_event = event_class()
+        # Each event is made when somebody waits on it; None while nobody does.
+        self._message_arrived: Event | None = None
+        self._queue_space: Event | None = None
+        self._failure_committed: Event | None = None
+        self._drained: Event | None = None
+        self._outbox_ready = self._new_event()
+        self._transport_closed = self._new_event()
         self._in_flight = 0
         self._initial_data = initial_data  # what followed the handshake response
-        self._task_scopes: set[anyio.CancelScope] = set()
+        self._tasks_running = 0
+        self._scope: anyio.CancelScope | None = None  # the tasks' scope (see the module doc)
         self._stream_closed = False
-        self._failure_committed: Event | None = None
 
     # -- properties ---------------------------------------------------------------------
 
@@ -232,18 +229,20 @@ class ClientConnection:
     async def recv(self, timeout: float | None = None) -> Data:
         """Receive the next message: `str` for text, `bytes` for binary.
 
-        Cancel-safe: if the call is cancelled (or times out), no message is lost; the next
-        call returns it. Messages that arrived before the server closed are returned before
+        Every message the server sent before its close frame is returned, in order, before
         the close is reported.
+
+        Cancel-safe: if the call is cancelled (or times out), no message is lost; the next
+        call returns it.
 
         Args:
             timeout: seconds to wait; None waits forever. Sugar for `anyio.fail_after`.
 
         Raises:
             ConnectionClosedOK: the connection closed normally and no message is left.
-            ConnectionClosedError: the connection closed abnormally; `__cause__` says why.
-            PayloadTooBig: the next message exceeded `max_size` (the connection is closed
-                with 1009).
+            ConnectionClosedError: the connection closed abnormally and no message is left;
+                `__cause__` says why (`PayloadTooBig` for a message over `max_size`,
+                `ProtocolError`, the heartbeat's `TimeoutError`, the transport's `OSError`).
             TimeoutError: no message within `timeout` seconds.
             ConcurrencyError: another task is already waiting in `recv`.
         """
@@ -261,7 +260,7 @@ class ClientConnection:
                     # Reported once the transport is closed, as in `websockets`: then
                     # `closed`, `close_code` and the exception agree.
                     if self._transport_closed.is_set():
-                        raise self._protocol.receive_exc()
+                        raise self._protocol.close_exc()
                     self._message_arrived = self._new_event()
                     await self._message_arrived.wait()
                 message = messages.popleft()
@@ -272,11 +271,11 @@ class ClientConnection:
             self._receiving = False
 
     async def receive_text(self, timeout: float | None = None) -> str:
-        """Receive the next message, which must be text.
+        """Receive the next message, which must be text. Cancel-safe.
 
         Raises:
             InvalidMessageType: the message is binary; it is the exception's `message`.
-            ConnectionClosed, PayloadTooBig, TimeoutError, ConcurrencyError: as `recv`.
+            ConnectionClosed, TimeoutError, ConcurrencyError: as `recv`.
         """
         message = await self.recv(timeout)
         if not isinstance(message, str):
@@ -284,11 +283,11 @@ class ClientConnection:
         return message
 
     async def receive_bytes(self, timeout: float | None = None) -> bytes:
-        """Receive the next message, which must be binary.
+        """Receive the next message, which must be binary. Cancel-safe.
 
         Raises:
             InvalidMessageType: the message is text; it is the exception's `message`.
-            ConnectionClosed, PayloadTooBig, TimeoutError, ConcurrencyError: as `recv`.
+            ConnectionClosed, TimeoutError, ConcurrencyError: as `recv`.
         """
         message = await self.recv(timeout)
         if not isinstance(message, bytes):
@@ -298,7 +297,7 @@ class ClientConnection:
     async def receive_json(
         self, timeout: float | None = None, mode: Literal["text", "binary"] = "text"
     ) -> Any:
-        """Receive the next message and decode it as JSON.
+        """Receive the next message and decode it as JSON. Cancel-safe.
 
         Args:
             timeout: as in `recv`.
@@ -307,7 +306,7 @@ class ClientConnection:
         Raises:
             InvalidMessageType: the message has the other type.
             json.JSONDecodeError: the message isn't JSON.
-            ConnectionClosed, PayloadTooBig, TimeoutError, ConcurrencyError: as `recv`.
+            ConnectionClosed, TimeoutError, ConcurrencyError: as `recv`.
         """
         if mode == "text":
             return json.loads(await self.receive_text(timeout))
@@ -347,7 +346,8 @@ class ClientConnection:
         stays usable. The fragments of an async iterable are gathered before any is framed.
 
         Raises:
-            ConnectionClosed: the connection is closing or closed.
+            ConnectionClosed: the connection is closing or closed, also when it closes
+                while the call waits for room.
             TypeError: the message (or a fragment) has an unsupported type, or fragments mix
                 text and bytes.
         """
@@ -408,11 +408,10 @@ class ClientConnection:
             ValueError: the payload is longer than 125 bytes.
         """
         payload = os.urandom(4) if data is None else _control_payload(data)
-        while data is None and payload in self._pong_waiters:  # pragma: no cover (2**-32)
+        while data is None and self._protocol.ping_pending(payload):  # pragma: no cover (2**-32)
             payload = os.urandom(4)
         waiter = PongWaiter(self, anyio.current_time())
-        self._protocol.send_ping(payload)
-        self._pong_waiters[payload] = waiter
+        self._protocol.send_ping(payload, waiter)
         self._outbox_ready.set()
         await anyio.lowlevel.checkpoint()
         return waiter
@@ -430,10 +429,16 @@ class ClientConnection:
 
     # -- closing --------------------------------------------------------------------------
 
-    async def close(self, code: int = 1000, reason: str = "") -> None:
+    async def close(self, code: int = 1000, reason: str | None = "") -> None:
         """Close the connection: send a close frame, wait for the server's close frame and
         for the server to close TCP (RFC 6455 §7.1.1), at most `close_timeout` seconds,
         then drop the transport. Idempotent; returns once the connection is closed.
+
+        Messages received before the server's close frame stay readable with `recv`.
+
+        Args:
+            code: the close code (1000, 1001, 1002, 1003, 1007-1014 or 3000-4999).
+            reason: the close reason, at most 123 bytes in UTF-8; None sends none.
 
         Raises:
             ProtocolError: the code may not be sent or the reason exceeds 123 bytes.
@@ -447,35 +452,41 @@ class ClientConnection:
         """Wait until the connection is closed. Cancel-safe."""
         await self._transport_closed.wait()
 
-    async def _shutdown(self, code: int, reason: str, *, wait: bool) -> None:
-        """Close when the `async with` block ends: the full handshake if `wait`, else
-        (the block was cancelled) only as long as it takes to write the close frame.
+    async def _close_on_exit(self, code: int, *, wait: bool) -> None:
+        """Close when the `async with` block ends, within `close_timeout`: the full
+        handshake if `wait`, else (the block was cancelled) only as long as it takes to
+        write our close frame. Runs shielded, in the task that leaves the block.
         """
-        self._start_closing(code, reason)
+        self._start_closing(code, "")
         with anyio.move_on_after(_timeout(self._limits.close_timeout)):
             if wait:
                 await self._transport_closed.wait()
             else:
-                await self._wait_flushed()
+                await self._flush()
         await self._abort(
             None
             if wait
             else ConnectionAbortedError("closed without waiting: the block was cancelled")
         )
 
-    def _start_closing(self, code: int, reason: str) -> None:
+    def _start_closing(self, code: int, reason: str | None) -> None:
         self._protocol.send_close(code, reason)  # commits a pending failure instead, if any
         self._outbox_ready.set()
-        if self._failure_committed is not None:
-            self._failure_committed.set()
-        # Once closing, the reader must reach the server's close frame even if nobody reads
-        # the messages in front of it; messages beyond max_queue are then dropped.
-        if self._queue_space is not None:
-            self._queue_space.set()
+        # The reader may now parse past a full queue to reach the server's close frame
+        # (the protocol drops what doesn't fit), and a deferred failure is committed.
+        for event in (self._queue_space, self._failure_committed):
+            if event is not None:
+                event.set()
+
+    async def _flush(self) -> None:
+        """Wait until everything queued is written (or the transport is gone)."""
+        while self._buffered() and not self._transport_closed.is_set():
+            await self._drained_event().wait()
 
     async def _abort(self, cause: BaseException | None = None) -> None:
-        """Drop the transport, whatever state the close handshake is in; `cause` explains
-        the abnormal closure if the server's close frame never came.
+        """Drop the transport, whatever state the close handshake is in: unsent data is
+        discarded and the socket released now. `cause` explains the abnormal closure if
+        the server's close frame never came.
         """
         if not self._stream_closed:
             self._stream_closed = True
@@ -490,17 +501,23 @@ class ClientConnection:
             return
         self._protocol.receive_eof(cause)
         self._transport_closed.set()
-        self._wake_everyone()
-        self.logger.debug("connection closed: %s", self._protocol.close_exc())
-
-    def _wake_everyone(self) -> None:
-        for event in (self._message_arrived, self._queue_space, self._drained):
+        for event in (
+            self._message_arrived,
+            self._queue_space,
+            self._drained,
+            self._failure_committed,
+        ):
             if event is not None:
                 event.set()
         self._outbox_ready.set()
-        waiters, self._pong_waiters = self._pong_waiters, {}
-        for waiter in waiters.values():
+        for waiter in self._protocol.abandon_pings():
             waiter._set(None)
+        if self._protocol.dropped:
+            self.logger.debug(
+                "dropped %d messages received after the close frame was sent",
+                self._protocol.dropped,
+            )
+        self.logger.debug("connection closed: %s", self._protocol.close_exc())
 
     # -- backpressure ---------------------------------------------------------------------
 
@@ -515,15 +532,15 @@ class ClientConnection:
             if self._protocol.state is not State.OPEN:
                 raise self._protocol.close_exc()
 
-    async def _wait_flushed(self) -> None:
-        while self._buffered() and not self._transport_closed.is_set():
-            await self._drained_event().wait()
-
     def _drained_event(self) -> Event:
         # One event shared by every waiting sender; a fresh one once it has fired.
         if self._drained is None or self._drained.is_set():
             self._drained = self._new_event()
         return self._drained
+
+    def _queue_room(self) -> int | None:
+        high = self._limits.max_queue_high
+        return None if high is None else high - len(self._messages)
 
     def _has_queue_room(self) -> bool:
         low = self._limits.max_queue_low
@@ -532,74 +549,97 @@ class ClientConnection:
     # -- tasks ----------------------------------------------------------------------------
 
     def _start_tasks(self, task_group: anyio.abc.TaskGroup, *, heartbeat: bool) -> None:
-        """Start the reader, the writer and (if enabled) the heartbeat in `task_group`.
-
-        Each runs in a shielded scope of its own: a cancellation of the code around
-        `open_websocket` must not stop them while the connection is still being closed
-        (the close frame has to be written); `_stop_tasks` ends them.
+        """Start the reader in `task_group`; it starts the writer and (if enabled) the
+        heartbeat under the connection's own scope.
         """
-        tasks = [self._read_loop, self._write_loop]
-        if heartbeat:
-            tasks.append(self._heartbeat_loop)
-        for task in tasks:
-            task_group.start_soon(self._run_task, task, name=f"anyws {task.__name__}")
+        task_group.start_soon(self._run_tasks, heartbeat, name="anyws reader")
 
-    async def _run_task(self, task: Callable[[], Awaitable[None]]) -> None:
-        with anyio.CancelScope(shield=True) as scope:
-            self._task_scopes.add(scope)
-            try:
-                await task()
-            finally:
-                self._task_scopes.discard(scope)
+    async def _run_tasks(self, heartbeat: bool) -> None:
+        with anyio.CancelScope(shield=True) as self._scope:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self._write_loop, name="anyws writer")
+                if heartbeat:
+                    tasks.start_soon(self._heartbeat_loop, name="anyws heartbeat")
+                await self._read_loop()
 
     def _stop_tasks(self) -> None:
-        """End the tasks. Once the transport is closed, each ends by itself when next
-        scheduled, even one that only starts now (cancelling costs more); a deadline makes
-        sure none outstays.
+        """End the tasks. Once the transport is closed they end by themselves; cancelling
+        their scope makes sure (it costs more than the rest of the exit on asyncio, so
+        only when one still runs).
         """
-        deadline = anyio.current_time() + _STOP_GRACE
-        for scope in self._task_scopes:
-            scope.deadline = deadline
+        if self._tasks_running and self._scope is not None:
+            self._scope.cancel()
 
     async def _read_loop(self) -> None:
-        """Read from the transport until it ends, feeding the protocol. Never raises."""
+        """Read from the transport, feeding the protocol, until it ends. Never raises."""
+        self._tasks_running += 1
         protocol = self._protocol
-        high = self._limits.max_queue_high
         read_limit = self._limits.read_limit
-        data = self._initial_data
+        cause: BaseException | None = ConnectionAbortedError("the connection's tasks were stopped")
         try:
-            while True:
-                if data:
-                    self._dispatch(protocol.receive_data(data))
-                if protocol.incoming_done:
-                    break
-                if high is not None:
-                    while len(self._messages) >= high and protocol.state is State.OPEN:
-                        self._queue_space = self._new_event()
-                        await self._queue_space.wait()
-                        self._queue_space = None
-                data = await self._stream.receive(read_limit)
-            if protocol.failure_pending:
-                # Bad input: the close frame waits until the messages before it are taken
-                # (see ClientProtocol.commit_failure), at most close_timeout.
-                self._failure_committed = self._new_event()
-                with anyio.move_on_after(_timeout(self._limits.close_timeout)):
-                    await self._failure_committed.wait()
-                self._commit_failure()
-            # The close handshake is done or the connection failed: the server closes TCP
-            # first (RFC 6455 §7.1.1); give it close_timeout, reading and dropping anything.
+            if self._initial_data:
+                protocol.receive_data(self._initial_data)
+                self._initial_data = b""
+            while not protocol.reading_done:
+                self._deliver(protocol.parse(self._queue_room()))
+                if protocol.failure_pending:
+                    await self._wait_failure_committed()
+                elif protocol.paused:
+                    await self._wait_queue_space()
+                elif protocol.wants_data:
+                    protocol.receive_data(await self._stream.receive(read_limit))
+            # The server closes TCP first (RFC 6455 §7.1.1); give it close_timeout, reading
+            # and dropping anything.
             with anyio.move_on_after(_timeout(self._limits.close_timeout)):
                 while True:
                     await self._stream.receive(read_limit)
+            cause = _CloseTimeout()
         except anyio.EndOfStream:
-            self._connection_lost(None)
+            cause = None
         except _TRANSPORT_ERRORS as exc:
-            self._connection_lost(exc)
+            cause = exc
         except Exception as exc:  # pragma: no cover (a bug in anyws: fail the connection)
             self.logger.exception("unexpected error in the reader")
             protocol.fail(1011, "internal error", exc)
-            self._connection_lost(exc)
+            cause = exc
+        finally:
+            self._tasks_running -= 1
+            # Nobody receives any more: the connection is lost, whatever ended the reader.
+            self._connection_lost(cause)
         await self._abort()
+
+    def _deliver(self, received: list[Data | PongReceived[PongWaiter]]) -> None:
+        messages = self._messages
+        for item in received:
+            if type(item) is PongReceived:
+                now = anyio.current_time()
+                for waiter in item.waiters:
+                    self.latency = now - waiter.sent_at
+                    waiter._set(self.latency)
+            else:
+                messages.append(item)  # type: ignore[arg-type]
+        protocol = self._protocol
+        if protocol.failure_pending and not messages:
+            self._commit_failure()  # nothing arrived before the bad input: fail now
+        if self._message_arrived is not None and (messages or protocol.failure_pending):
+            self._message_arrived.set()
+        if protocol.outbox_size:
+            self._outbox_ready.set()
+
+    async def _wait_queue_space(self) -> None:
+        self._queue_space = self._new_event()
+        await self._queue_space.wait()
+        self._queue_space = None
+
+    async def _wait_failure_committed(self) -> None:
+        """Rule 2 of `_protocol`: our close frame waits until the application took the
+        messages before the bad input, at most `close_timeout`.
+        """
+        self._failure_committed = self._new_event()
+        with anyio.move_on_after(_timeout(self._limits.close_timeout)):
+            await self._failure_committed.wait()
+        self._failure_committed = None
+        self._commit_failure()
 
     def _commit_failure(self) -> None:
         self._protocol.commit_failure()
@@ -607,31 +647,9 @@ class ClientConnection:
         if self._failure_committed is not None:
             self._failure_committed.set()
 
-    def _dispatch(self, received: list[Data | PongReceived]) -> None:
-        protocol = self._protocol
-        high = self._limits.max_queue_high
-        for item in received:
-            if isinstance(item, PongReceived):
-                now = anyio.current_time()
-                for payload in item.payloads:
-                    # Every ping the protocol tracks was registered here in the same step.
-                    waiter = self._pong_waiters.pop(payload)
-                    self.latency = now - waiter.sent_at
-                    waiter._set(self.latency)
-            elif high is None or len(self._messages) < high or protocol.state is State.OPEN:
-                self._messages.append(item)
-            # else: closing with a full queue; the message is dropped (see _start_closing)
-        if protocol.failure_pending and not self._messages:
-            self._commit_failure()  # nothing arrived before the bad input: fail now
-        if self._message_arrived is not None and (self._messages or protocol.incoming_done):
-            self._message_arrived.set()
-        if protocol.outbox_size:
-            self._outbox_ready.set()
-        if protocol.incoming_done:
-            self._wake_everyone()
-
     async def _write_loop(self) -> None:
         """Write what the protocol queued, coalescing frames into one write. Never raises."""
+        self._tasks_running += 1
         protocol = self._protocol
         try:
             while True:
@@ -653,13 +671,22 @@ class ClientConnection:
         except _TRANSPORT_ERRORS as exc:
             self._in_flight = 0
             self._connection_lost(exc)
+        finally:
+            self._tasks_running -= 1
 
     async def _heartbeat_loop(self) -> None:
         """Ping every `ping_interval`; fail the connection with 1011 if a pong takes longer
         than `ping_timeout`. Never raises.
         """
+        self._tasks_running += 1
+        try:
+            await self._heartbeat()
+        finally:
+            self._tasks_running -= 1
+
+    async def _heartbeat(self) -> None:
         interval = self._limits.ping_interval
-        assert interval is not None
+        assert interval is not None  # the task only runs with an interval
         while True:
             # Sleeps until the next ping, or ends as soon as the connection is closed.
             with anyio.move_on_after(interval):
@@ -674,18 +701,18 @@ class ClientConnection:
                     await waiter
                 except ConnectionClosed:
                     return
-            if not waiter.done():
+            if not waiter.done() and self._protocol.state is State.OPEN:
                 self.logger.debug("keepalive ping timeout: failing the connection")
                 self._protocol.fail(
                     1011,
                     "keepalive ping timeout",
                     TimeoutError(f"no pong within ping_timeout={self._limits.ping_timeout}s"),
                 )
-                self._wake_everyone()
                 # The peer is unresponsive: write the close frame if the socket takes it,
                 # then drop the transport without waiting for an answer.
+                self._outbox_ready.set()
                 with anyio.move_on_after(_timeout(self._limits.close_timeout)):
-                    await self._wait_flushed()
+                    await self._flush()
                 await self._abort()
                 return
 

@@ -19,7 +19,10 @@ class NegotiatedDeflate(Extension):
 
     Inflating stops as soon as a message grows past `max_size` (RFC 7692 §8.1 warns of
     "decompression bombs"): zlib is asked for at most the bytes that remain allowed, so a
-    small compressed frame can't make a huge allocation.
+    small compressed frame can't make a huge allocation. Passing the limit sets `too_big`
+    rather than failing the frame, so that wsproto keeps parsing: the connection is failed
+    with 1009 by `ClientProtocol`, which calls `discard()` and still reads the server's
+    close frame behind the oversized message.
 
     Window bits of 8 are legal in RFC 7692, but zlib can't compress with a window of 256
     bytes. Inflating with a larger window is always correct, so a server window of 8 is read
@@ -45,6 +48,10 @@ class NegotiatedDeflate(Extension):
         self.compress_outbound = client_max_window_bits > 8
         self.max_size = max_size
         self.inflated_size = 0  # of the message being received
+        self.too_big = False  # the message being received passed max_size
+        self._discarding = False
+        self._text_tail = b""  # the last bytes inflated for a text message (see discard)
+        self._message_is_text = False
         self._deflater: zlib._Compress | None = None
         self._inflater: zlib._Decompress | None = None
         self._message_compressed = False
@@ -113,6 +120,8 @@ class NegotiatedDeflate(Extension):
         else:
             if opcode is not Opcode.CONTINUATION:
                 self._message_compressed = rsv.rsv1
+                self._message_is_text = opcode is Opcode.TEXT
+                self._text_tail = b""
                 self.inflated_size = 0
             self._frame_compressed = self._message_compressed
         return RsvBits(True, False, False)
@@ -123,6 +132,8 @@ class NegotiatedDeflate(Extension):
         """Inflate the payload of a compressed frame."""
         if not self._frame_compressed:
             return data
+        if self._discarding:
+            return b""
         return self._inflate(data)
 
     def frame_inbound_complete(
@@ -131,6 +142,12 @@ class NegotiatedDeflate(Extension):
         """At the end of a compressed message, inflate the removed empty-block tail."""
         if not (fin and self._frame_compressed):
             return None
+        if self._discarding:
+            # wsproto decodes text incrementally: end the discarded message on a whole
+            # character, or its decoder would fail the stream we still need to parse.
+            completion, self._text_tail = utf8_completion(self._text_tail), b""
+            self._message_compressed = False
+            return completion
         tail = self._inflate(_EMPTY_BLOCK_TAIL)
         self._message_compressed = False
         if self.server_no_context_takeover:
@@ -150,9 +167,42 @@ class NegotiatedDeflate(Extension):
         except zlib.error:
             return CloseReason.INVALID_FRAME_PAYLOAD_DATA
         self.inflated_size += len(inflated)
+        if self._message_is_text:
+            tail = inflated if len(inflated) >= 3 else self._text_tail + inflated
+            self._text_tail = tail[-3:]
         if self.max_size is not None and self.inflated_size > self.max_size:
-            return CloseReason.MESSAGE_TOO_BIG
+            # The connection fails with 1009: nothing more is inflated.
+            self.too_big = True
+            self.discard()
         return inflated
+
+    def discard(self) -> None:
+        """Stop inflating: every later data frame's payload is dropped unread.
+
+        Called once the connection failed; only the server's close frame still matters.
+        """
+        self._discarding = True
+        self._inflater = None
+
+
+def utf8_completion(tail: bytes) -> bytes:
+    """The bytes that complete a UTF-8 sequence left open at the end of `tail`.
+
+    Returns b"" if `tail` ends on a whole character. The bytes chosen are the smallest valid
+    continuation (RFC 3629 §4: E0 needs A0-BF next, ED 80-9F, F0 90-BF, F4 80-8F).
+    """
+    for back in range(1, min(len(tail), 3) + 1):
+        byte = tail[-back]
+        if byte & 0xC0 == 0x80:
+            continue  # a continuation byte: the lead byte is further back
+        if byte < 0xC0:
+            return b""  # ASCII: nothing open
+        needed = (2 if byte < 0xE0 else 3 if byte < 0xF0 else 4) - back
+        if needed <= 0:
+            return b""
+        first = {0xE0: 0xA0, 0xF0: 0x90}.get(byte, 0x80) if back == 1 else 0x80
+        return bytes([first]) + b"\x80" * (needed - 1)
+    return b""
 
 
 def negotiate_deflate(params: list[tuple[str, str | None]]) -> NegotiatedDeflate:

@@ -1,10 +1,57 @@
 """The WebSocket connection after the handshake, sans-IO (RFC 6455 §5-§7, RFC 7692 §6).
 
-`ClientProtocol` wraps wsproto's `Connection`: feed it received bytes, read back whole
-messages and pong acknowledgements; ask it to send and collect the bytes to write. It holds
-every protocol rule the driver relies on: message reassembly, `max_size` on the decompressed
-size (close 1009), failing the connection on bad input (1002/1007 via wsproto), close-code
-rules, the close handshake and ping bookkeeping. It never imports anyio.
+Theory of operation
+===================
+
+`ClientProtocol` wraps wsproto's `Connection`. The driver feeds it the bytes it reads
+(`receive_data`), asks it for the messages they complete (`parse`), tells it when the
+transport ended (`receive_eof`), and writes what `data_to_send` returns. Every protocol
+decision is made here; the driver moves bytes, wakes tasks and keeps deadlines.
+
+Backpressure lives in `parse(room)`: wsproto parses lazily, so the protocol pulls events
+only until `room` messages are complete. What is not parsed stays in wsproto's buffer, at
+most one read of the driver's; inflation (RFC 7692) happens while parsing, so one read of
+compressed data can't fill memory past the queue. `wants_data` says whether the buffer was
+used up: only then does the driver read again.
+
+The lifecycle of the connection is one state machine, `Phase`, changed only by `_enter`,
+which checks every transition against `TRANSITIONS`:
+
+    OPEN ───────── close() / fail() ──────────► CLOSE_SENT ──── server's Close ───┐
+     │  │                                           ▲                             ▼
+     │  └─ server's Close (answered at once) ───────┼────────────────────► CLOSE_EXCHANGED
+     │                                              │                             │
+     └─ bad input ──► FAILING ── earlier messages taken, close(), or timeout ──┘  │
+                                                                                  ▼
+           any phase ────────────── transport ended (EOF, reset, abort) ───────► CLOSED
+
+Rules, in the order they were decided:
+
+1. Nothing received is lost. A message is complete only when it is parsed, and messages
+   are parsed in order, so every message the server sent before its close frame reaches
+   the queue before that frame is even seen. Only after *our* close frame was sent may a
+   message find the queue full and be dropped (`dropped` counts them): the application
+   asked to close, and the server's close frame must still be reached.
+2. Bad input (a protocol error: 1002, 1007; a message over `max_size`: 1009) fails the
+   connection (RFC 6455 §7.1.7), but our close frame is deferred (FAILING) until the
+   application has taken the messages that arrived before the bad frame, so that it can
+   still answer them: they were valid, and nothing may follow a close frame (§5.5.1).
+   `commit_failure` ends the deferral; the driver bounds it with `close_timeout`.
+3. After a protocol error the byte stream can't be trusted: nothing more is parsed. After
+   an oversized message the framing is intact: the rest of the message is discarded unread
+   (unread compressed data isn't inflated) and parsing goes on to find the server's close
+   frame, whose code `close_rcvd` then reports.
+4. The server's close frame is answered at once by echoing its code (§5.5.1); in FAILING
+   the answer is the failure's own close frame, when it is committed.
+5. `fail()` (a dead peer, an internal error) sends its close frame at once and stops
+   parsing: nothing more is delivered.
+6. The close code of the connection is that of the server's close frame; 1006 only when
+   none was received (§7.1.5). The exception the application sees says what both sides
+   sent, with the failure anyws detected as its `__cause__`.
+7. A pong acknowledges the ping it answers and every earlier one still waiting (§5.5.3).
+   The outstanding pings are one map, payload → the driver's waiter, held here.
+8. Our close frame follows the data frames already queued (§5.5.1); pings and pongs may
+   overtake queued data frames.
 """
 
 from __future__ import annotations
@@ -12,6 +59,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import (
@@ -22,7 +70,6 @@ from wsproto.events import (
     TextMessage,
 )
 from wsproto.extensions import Extension
-from wsproto.frame_protocol import CloseReason
 
 from ._deflate import NegotiatedDeflate
 from ._exceptions import (
@@ -32,7 +79,6 @@ from ._exceptions import (
     ConnectionClosedOK,
     PayloadTooBig,
     ProtocolError,
-    WebSocketError,
 )
 from ._frames import OPCODE_BINARY, OPCODE_CONTINUATION, OPCODE_TEXT, client_frame
 from ._types import Close, Data
@@ -47,30 +93,62 @@ SENDABLE_CLOSE_CODES = frozenset(
     {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
 )
 MAX_CLOSE_REASON = 123  # bytes: a control frame payload is at most 125 (RFC 6455 §5.5)
+MESSAGE_TOO_BIG_REASON = "message too big"
+
+W = TypeVar("W")
+"""What the driver keeps per outstanding ping (its waiter)."""
 
 
 @dataclass(frozen=True)
-class PongReceived:
-    """A pong arrived; it acknowledges `payloads`: the ping it answers and every earlier one
-    still waiting (a pong answers the most recent ping, RFC 6455 §5.5.3).
-    """
+class PongReceived(Generic[W]):
+    """A pong arrived; it acknowledges these pings' waiters, oldest first."""
 
-    payloads: list[bytes]
+    waiters: list[W]
 
 
 class State(enum.Enum):
-    """Where the connection stands, for the driver."""
+    """Where the connection stands, as the application sees it."""
 
     OPEN = "open"
-    """Messages flow both ways."""
+    """Messages may be sent."""
     CLOSING = "closing"
     """A close frame was sent or received (or the connection failed); no more sending."""
     CLOSED = "closed"
     """The transport ended."""
 
 
-def validate_close(code: int, reason: str) -> None:
-    """Check a close code and reason that the application wants to send.
+class Phase(enum.Enum):
+    """The lifecycle of the connection (see the module's theory of operation)."""
+
+    OPEN = "open"
+    FAILING = "failing"
+    CLOSE_SENT = "close sent"
+    CLOSE_EXCHANGED = "close exchanged"
+    CLOSED = "closed"
+
+
+TRANSITIONS: dict[Phase, frozenset[Phase]] = {
+    Phase.OPEN: frozenset({Phase.FAILING, Phase.CLOSE_SENT, Phase.CLOSE_EXCHANGED, Phase.CLOSED}),
+    Phase.FAILING: frozenset({Phase.CLOSE_SENT, Phase.CLOSE_EXCHANGED, Phase.CLOSED}),
+    Phase.CLOSE_SENT: frozenset({Phase.CLOSE_EXCHANGED, Phase.CLOSED}),
+    Phase.CLOSE_EXCHANGED: frozenset({Phase.CLOSED}),
+    Phase.CLOSED: frozenset(),
+}
+"""Every phase each phase may move to; anything else is a bug in anyws."""
+
+_PUBLIC_STATE = {
+    # FAILING still sends: the application may answer the messages before the bad input.
+    Phase.OPEN: State.OPEN,
+    Phase.FAILING: State.OPEN,
+    Phase.CLOSE_SENT: State.CLOSING,
+    Phase.CLOSE_EXCHANGED: State.CLOSING,
+    Phase.CLOSED: State.CLOSED,
+}
+
+
+def validate_close(code: int, reason: str | None) -> str:
+    """Check a close code and reason that the application wants to send; return the reason
+    ("" for None).
 
     Raises:
         ProtocolError: the code may not be sent (RFC 6455 §7.4), or the reason is longer than
@@ -78,11 +156,14 @@ def validate_close(code: int, reason: str) -> None:
     """
     if code not in SENDABLE_CLOSE_CODES and not 3000 <= code <= 4999:
         raise ProtocolError(f"invalid close code: {code} (RFC 6455 §7.4)")
+    if reason is None:
+        return ""
     if len(reason.encode("utf-8")) > MAX_CLOSE_REASON:
         raise ProtocolError(f"close reason is longer than {MAX_CLOSE_REASON} bytes in UTF-8")
+    return reason
 
 
-class ClientProtocol:
+class ClientProtocol(Generic[W]):
     """A client-side WebSocket connection, without I/O.
 
     Args:
@@ -107,36 +188,52 @@ class ClientProtocol:
         if self._deflate is not None:
             self._deflate.max_size = max_size  # enforced while inflating
 
+        self.phase = Phase.OPEN
         self._fragments: list[Data] = []
         self._size = 0
+        self._discarding = False  # data frames are dropped unread (rule 3)
+        self._parsing = True  # False once nothing more will be parsed
+        self.wants_data = True
+        """True when everything received was parsed: the driver may read again."""
+        self.paused = False
+        """True when the last `parse` stopped because the room ran out."""
+        self.dropped = 0
+        """Messages dropped because the queue was full after our close frame (rule 1)."""
         self._control_out: list[bytes] = []
         self._data_out: list[bytes] = []
         self.outbox_size = 0
-        self._pings: dict[bytes, None] = {}
+        self._pings: dict[bytes, W] = {}
 
         self.close_rcvd: Close | None = None
         self.close_sent: Close | None = None
         self.close_rcvd_then_sent: bool | None = None
         self.failure: BaseException | None = None
-        self._pending_close: Close | None = None
-        self._failure_reported = False
-        self.eof_received = False
+        self._failure_close: Close | None = None
 
-    # -- state ----------------------------------------------------------------------------
+    # -- the lifecycle --------------------------------------------------------------------
+
+    def _enter(self, phase: Phase) -> None:
+        if phase not in TRANSITIONS[self.phase]:
+            raise RuntimeError(f"anyws bug: no transition from {self.phase} to {phase}")
+        self.phase = phase
 
     @property
     def state(self) -> State:
         """OPEN, CLOSING or CLOSED (see `State`)."""
-        if self.eof_received:
-            return State.CLOSED
-        if self._ws.state is ConnectionState.OPEN:
-            return State.OPEN
-        return State.CLOSING
+        return _PUBLIC_STATE[self.phase]
 
     @property
-    def incoming_done(self) -> bool:
-        """True once no further message can arrive."""
-        return self.eof_received or self.close_rcvd is not None or self.failure is not None
+    def reading_done(self) -> bool:
+        """True once nothing more will be parsed: the server's close frame arrived, the
+        stream can't be trusted, or the transport ended. The driver then only waits for
+        the server to close TCP (RFC 6455 §7.1.1).
+        """
+        return not self._parsing
+
+    @property
+    def failure_pending(self) -> bool:
+        """True while the server broke the protocol but our close frame waits (rule 2)."""
+        return self.phase is Phase.FAILING
 
     def close_exc(self) -> ConnectionClosed:
         """Return the exception that describes how the connection closed (so far).
@@ -159,31 +256,17 @@ class ClientProtocol:
         exc.__cause__ = self.failure
         return exc
 
-    def receive_exc(self) -> BaseException:
-        """Return the exception a receiver gets when no message is left.
-
-        The first receiver after a `PayloadTooBig` gets that exception itself (it says what
-        happened to the message it was waiting for); everyone else `close_exc()`.
-        """
-        if isinstance(self.failure, PayloadTooBig) and not self._failure_reported:
-            self._failure_reported = True
-            return self.failure
-        return self.close_exc()
-
     # -- receiving ------------------------------------------------------------------------
 
-    def receive_data(self, data: bytes | bytearray) -> list[Data | PongReceived]:
-        """Feed bytes received from the server; return the messages and pongs they complete.
+    def receive_data(self, data: bytes | bytearray) -> None:
+        """Feed bytes received from the server; `parse` turns them into messages.
 
-        Data after the connection failed or after the server's close frame is discarded
-        (RFC 6455 §5.5.1: nothing follows a close frame).
+        Bytes that arrive once nothing more is parsed are dropped (after the server's close
+        frame nothing may follow, RFC 6455 §5.5.1; after a protocol error nothing is read).
         """
-        received: list[Data | PongReceived] = []
-        if self.incoming_done:
-            return received
-        self._ws.receive_data(bytes(data))
-        self._process_events(received)
-        return received
+        if self._parsing:
+            self._ws.receive_data(bytes(data))
+            self.wants_data = False
 
     def receive_eof(self, cause: BaseException | None = None) -> None:
         """Tell the protocol that the transport ended (EOF, reset, or aborted).
@@ -191,92 +274,145 @@ class ClientProtocol:
         Without a close frame from the server, this is an abnormal closure (1006): `cause`
         (e.g. the OSError seen) becomes the failure.
         """
-        if self.eof_received:
+        if self.phase is Phase.CLOSED:
             return
-        self.eof_received = True
-        self._fragments.clear()
         if self.close_rcvd is None and self.failure is None:
             self.failure = cause
+        self._parsing = False
+        self._fragments.clear()
+        self._enter(Phase.CLOSED)
 
-    def _process_events(self, received: list[Data | PongReceived]) -> None:
+    def parse(self, room: int | None) -> list[Data | PongReceived[W]]:
+        """Parse what was received into messages (and pong acknowledgements), in order.
+
+        Stops once `room` messages are complete (None: no limit); what isn't parsed yet
+        stays buffered for the next call, and `paused` is set. After our close frame was
+        sent, parsing goes on past `room` to reach the server's close frame, dropping the
+        messages that don't fit (rule 1). Sets `wants_data` when everything received has
+        been parsed.
+        """
+        received: list[Data | PongReceived[W]] = []
+        self.paused = False
+        if not self._parsing:
+            return received
+        if room is not None and room <= 0 and self.phase is not Phase.CLOSE_SENT:
+            self.paused = True
+            return received
+        messages = 0
         for event in self._ws.events():
             if isinstance(event, (TextMessage, BytesMessage)):
-                self._on_message_chunk(event, received)
+                message = self._on_data(event)
+                if message is not None:
+                    if room is None or messages < room:
+                        received.append(message)
+                        messages += 1
+                    else:
+                        self.dropped += 1  # CLOSE_SENT with a full queue (rule 1)
             elif isinstance(event, Ping):
-                if self._ws.state is ConnectionState.OPEN:
+                if self.phase is Phase.OPEN:
                     # RFC 6455 §5.5.2: answer with a pong carrying the same payload.
                     self._queue_control(self._ws.send(event.response()))
             elif isinstance(event, Pong):
                 acknowledged = self._acknowledge(bytes(event.payload))
                 if acknowledged:
                     received.append(PongReceived(acknowledged))
-            elif isinstance(event, CloseConnection):  # pragma: no branch (no other event types)
+            elif isinstance(event, CloseConnection):  # pragma: no branch (no other events)
                 self._on_close(event)
-            if self.incoming_done:
-                return
+            if not self._parsing:
+                return received
+            if room is not None and messages >= room and self.phase is not Phase.CLOSE_SENT:
+                self.paused = True  # the rest stays in wsproto's buffer (backpressure)
+                return received
+        self.wants_data = True
+        return received
 
-    def _on_message_chunk(
-        self,
-        event: TextMessage | BytesMessage,
-        received: list[Data | PongReceived],
-    ) -> None:
+    def _on_data(self, event: TextMessage | BytesMessage) -> Data | None:
+        """Add a frame's data to the message being received; return it once complete."""
+        if self._discarding:
+            return None
         chunk = event.data
         if self.max_size is not None:
             if isinstance(chunk, str):
                 self._size += len(chunk) if chunk.isascii() else len(chunk.encode("utf-8"))
             else:
                 self._size += len(chunk)
-            if self._size > self.max_size:
-                size, self._size = self._size, 0
-                self._fragments.clear()
-                self._fail(1009, "message too big", PayloadTooBig(size, self.max_size), defer=True)
-                return
+            deflate = self._deflate
+            if self._size > self.max_size or (deflate is not None and deflate.too_big):
+                size = max(self._size, 0 if deflate is None else deflate.inflated_size)
+                self._fail_on_input(
+                    Close(1009, MESSAGE_TOO_BIG_REASON),
+                    PayloadTooBig(size, self.max_size),
+                    stream_intact=True,
+                )
+                return None
         if event.message_finished and not self._fragments:
-            received.append(bytes(chunk) if isinstance(chunk, bytearray) else chunk)
             self._size = 0
-            return
+            return bytes(chunk) if isinstance(chunk, bytearray) else chunk
         self._fragments.append(bytes(chunk) if isinstance(chunk, bytearray) else chunk)
-        if event.message_finished:
-            fragments, self._fragments = self._fragments, []
-            self._size = 0
-            if isinstance(fragments[0], str):
-                received.append("".join(fragments))  # type: ignore[arg-type]
-            else:
-                received.append(b"".join(fragments))  # type: ignore[arg-type]
+        if not event.message_finished:
+            return None
+        fragments, self._fragments = self._fragments, []
+        self._size = 0
+        if isinstance(fragments[0], str):
+            return "".join(fragments)  # type: ignore[arg-type]
+        return b"".join(fragments)  # type: ignore[arg-type]
 
     def _on_close(self, event: CloseConnection) -> None:
         state = self._ws.state
         if state in (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING):
             # wsproto reports a frame it can't parse as a CloseConnection without changing
             # state: the server broke the protocol (bad opcode, bad UTF-8 → 1007, ...).
-            cause: WebSocketError
-            if event.code == CloseReason.MESSAGE_TOO_BIG:
-                # Only our inflater says this (wsproto has no size limit of its own).
-                assert self._deflate is not None
-                assert self.max_size is not None
-                cause = PayloadTooBig(self._deflate.inflated_size, self.max_size)
-            else:
-                message = f"server violated the protocol: {event.reason or event.code}"
-                cause = ProtocolError(message, event.code)
-            self._fail(event.code, event.reason or "protocol error", cause, defer=True)
+            reason = event.reason or "protocol error"
+            cause = ProtocolError(f"server violated the protocol: {reason}", event.code)
+            self._fail_on_input(Close(event.code, reason), cause, stream_intact=False)
             return
         self.close_rcvd = Close(int(event.code), event.reason or "")
         self._fragments.clear()
+        self._parsing = False
+        if self.phase is Phase.FAILING:
+            return  # rule 4: the failure's close frame answers, once committed
         if state is ConnectionState.REMOTE_CLOSING:
             # RFC 6455 §5.5.1: answer a close with a close, echoing the status code.
             self.close_rcvd_then_sent = True
             self.close_sent = Close(int(event.code), event.reason or "")
             self._queue_data(self._ws.send(event.response()))
         # Otherwise (CLOSED) our close went first: the handshake is now complete.
+        self._enter(Phase.CLOSE_EXCHANGED)
 
-    def _acknowledge(self, payload: bytes) -> list[bytes]:
+    def _fail_on_input(self, close: Close, cause: BaseException, *, stream_intact: bool) -> None:
+        """Bad input: record it, defer our close frame (rule 2), and stop parsing or
+        discard the rest of the data (rule 3).
+        """
+        self._fragments.clear()
+        self._size = 0
+        if stream_intact:
+            self._discarding = True
+            if self._deflate is not None:
+                self._deflate.discard()
+        else:
+            self._parsing = False
+        if self.failure is not None:
+            return  # already failing (or closing after a failure): the first cause stays
+        self.failure = cause
+        if self.phase is Phase.OPEN:
+            self._failure_close = close
+            self._enter(Phase.FAILING)
+
+    def _acknowledge(self, payload: bytes) -> list[W]:
         if payload not in self._pings:
             return []  # an unsolicited pong is allowed and ignored (RFC 6455 §5.5.3)
-        waiting_pings = list(self._pings)
-        acknowledged = waiting_pings[: waiting_pings.index(payload) + 1]
-        for waiting in acknowledged:
-            del self._pings[waiting]
+        acknowledged: list[W] = []
+        for waiting in list(self._pings):
+            acknowledged.append(self._pings.pop(waiting))
+            if waiting == payload:
+                break
         return acknowledged
+
+    def abandon_pings(self) -> list[W]:
+        """Forget every outstanding ping (the connection closed); return their waiters."""
+        waiters = list(self._pings.values())
+        self._pings.clear()
+        return waiters
 
     # -- sending --------------------------------------------------------------------------
 
@@ -330,8 +466,8 @@ class ClientProtocol:
             frame_opcode = opcode if index == 0 else OPCODE_CONTINUATION
             self._queue_data(client_frame(frame_opcode, data, fin=index == last, rsv1=rsv1))
 
-    def send_ping(self, payload: bytes) -> None:
-        """Queue a ping; its pong will be reported by a `PongReceived`.
+    def send_ping(self, payload: bytes, waiter: W) -> None:
+        """Queue a ping; its pong will be reported by a `PongReceived` carrying `waiter`.
 
         Raises:
             ConnectionClosed: the connection is closing or closed.
@@ -342,8 +478,12 @@ class ClientProtocol:
         _check_control_payload(payload)
         if payload in self._pings:
             raise ConcurrencyError("already waiting for a pong with the same payload")
-        self._pings[payload] = None
+        self._pings[payload] = waiter
         self._queue_control(self._ws.send(Ping(payload=payload)))
+
+    def ping_pending(self, payload: bytes) -> bool:
+        """True while a ping with this payload waits for its pong."""
+        return payload in self._pings
 
     def send_pong(self, payload: bytes) -> None:
         """Queue an unsolicited pong (RFC 6455 §5.5.3: a unidirectional heartbeat).
@@ -356,55 +496,49 @@ class ClientProtocol:
         _check_control_payload(payload)
         self._queue_control(self._ws.send(Pong(payload=payload)))
 
-    def send_close(self, code: int = 1000, reason: str = "") -> None:
+    def send_close(self, code: int = 1000, reason: str | None = "") -> None:
         """Start the closing handshake (RFC 6455 §7.1.2); no-op if it has already started.
-
-        The close frame is queued after the data frames already queued: nothing may follow
-        it (RFC 6455 §5.5.1), and what was sent before must arrive.
+        In FAILING, the failure's close frame goes out instead: its code says more.
 
         Raises:
             ProtocolError: the code or reason may not be sent (see `validate_close`).
         """
-        validate_close(code, reason)
-        if self.failure_pending:
-            self.commit_failure()  # the failure's code says more than the one asked for
-        if self.state is State.OPEN:
+        reason = validate_close(code, reason)
+        if self.phase is Phase.FAILING:
+            self.commit_failure()
+        elif self.phase is Phase.OPEN:
             self._queue_close(Close(code, reason))
+            self._enter(Phase.CLOSE_SENT)
 
     def fail(self, code: int, reason: str, cause: BaseException) -> None:
-        """Fail the connection now (RFC 6455 §7.1.7): send a close frame if still possible
-        and record `cause` as the reason every later call raises.
+        """Fail the connection now (RFC 6455 §7.1.7): send a close frame if still possible,
+        stop parsing, and record `cause` as the reason every later call raises (rule 5).
         """
-        self._fail(code, reason, cause, defer=False)
-
-    def _fail(self, code: int, reason: str, cause: BaseException, *, defer: bool) -> None:
-        if self.failure is not None:
-            return
-        self.failure = cause
-        if self._ws.state is ConnectionState.OPEN:
-            self._pending_close = Close(code, reason)
-            if not defer:
-                self.commit_failure()
-
-    @property
-    def failure_pending(self) -> bool:
-        """True while the server broke the protocol but our close frame isn't queued yet."""
-        return self._pending_close is not None
+        self._parsing = False
+        self._fragments.clear()
+        if self.failure is None:
+            self.failure = cause
+        if self.phase is Phase.OPEN:
+            self._queue_close(Close(code, reason))
+            self._enter(Phase.CLOSE_SENT)
+        elif self.phase is Phase.FAILING:
+            self.commit_failure()
 
     def commit_failure(self) -> None:
-        """Queue the close frame of a failure detected in received data.
-
-        Bad input (a protocol error, a message over max_size) stops all further processing
-        of received data at once, but the close frame waits until the application has taken
-        the messages that arrived before the bad frame, so that it can still answer them:
-        those messages were valid, and nothing follows a close frame (RFC 6455 §5.5.1).
-        """
-        close, self._pending_close = self._pending_close, None
-        if close is not None and self._ws.state is ConnectionState.OPEN:
-            self._queue_close(close)
+        """Queue the deferred close frame of a failure detected in received data (rule 2)."""
+        if self.phase is not Phase.FAILING:
+            return
+        close, self._failure_close = self._failure_close, None
+        assert close is not None  # set on entering FAILING
+        self._queue_close(close)
+        if self.close_rcvd is None:
+            self._enter(Phase.CLOSE_SENT)
+        else:
+            self.close_rcvd_then_sent = True
+            self._enter(Phase.CLOSE_EXCHANGED)
 
     def _queue_close(self, close: Close) -> None:
-        # Our close goes first; it follows the data frames already queued (RFC 6455 §5.5.1).
+        # Our close follows the data frames already queued (rule 8).
         self.close_sent = close
         self.close_rcvd_then_sent = False
         self._queue_data(self._ws.send(CloseConnection(code=close.code, reason=close.reason)))

@@ -14,18 +14,26 @@ raises. A connection belongs to the `with` block that opened it.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from . import _connection
 from ._client import open_websocket
 from ._exceptions import ConnectionClosedOK
+from ._options import ConnectOptions
 from ._protocol import State
 from ._types import Data, Request, Response
+
+if TYPE_CHECKING:
+    if sys.version_info >= (3, 11):
+        from typing import Unpack
+    else:
+        from typing_extensions import Unpack
 
 __all__ = ["ClientConnection", "connect", "open_websocket_sync", "unix_connect"]
 
@@ -151,14 +159,17 @@ class ClientConnection:
         """Send an unsolicited pong."""
         self._portal.call(self._connection.pong, data)
 
-    def close(self, code: int = 1000, reason: str = "") -> None:
+    def close(self, code: int = 1000, reason: str | None = "") -> None:
         """Close the connection; as `anyws.ClientConnection.close`."""
         self._portal.call(self._connection.close, code, reason)
 
 
 @contextmanager
 def connect(
-    uri: str, *, backend: Literal["asyncio", "trio"] = "asyncio", **options: Any
+    uri: str,
+    *,
+    backend: Literal["asyncio", "trio"] = "asyncio",
+    **options: Unpack[ConnectOptions],
 ) -> Iterator[ClientConnection]:
     """Open a WebSocket connection for blocking use, as the context of a `with` block.
 
@@ -183,8 +194,11 @@ open_websocket_sync = connect
 
 @contextmanager
 def unix_connect(
-    path: str | os.PathLike[str], uri: str = "ws://localhost/", **options: Any
+    path: str | os.PathLike[str],
+    uri: str = "ws://localhost/",
+    **options: Unpack[ConnectOptions],
 ) -> Iterator[ClientConnection]:
     """Open a WebSocket connection over a Unix socket for blocking use."""
-    with connect(uri, unix_socket=path, **options) as connection:
+    options["unix_socket"] = path
+    with connect(uri, **options) as connection:
         yield connection

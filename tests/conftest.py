@@ -203,12 +203,7 @@ async def memory_websocket(
     client_stream, server_stream = memory_pair(max_chunks)
     async with anyio.create_task_group() as tg:
         tg.start_soon(echo_server._accept, server_stream, handler, compression)
-        context = anyws.connect("ws://memory/", **options)
-
-        async def transport(uri: object) -> MemoryByteStream:
-            return client_stream
-
-        context._open_transport = transport  # type: ignore[method-assign]
+        context = anyws.connect("ws://memory/", stream=client_stream, **options)
         # The body's exception is re-raised outside this task group, so that it reaches the
         # test as the library let it out (not wrapped in an ExceptionGroup by the harness).
         error: BaseException | None = None

@@ -42,6 +42,9 @@ class RecordingTransport(asyncio.Transport):
     def close(self) -> None:
         self.calls.append("close")
 
+    def abort(self) -> None:
+        self.calls.append("abort")
+
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return self.extra.get(name, default)
 
@@ -122,7 +125,7 @@ async def test_aclose_wakes_a_waiting_receiver() -> None:
         with pytest.raises(anyio.ClosedResourceError):
             await stream.receive()
     await stream.aclose()
-    assert transport.calls == ["close"]
+    assert transport.calls == ["abort"]
     with pytest.raises(anyio.ClosedResourceError):
         await stream.send(b"x")
 

@@ -27,7 +27,7 @@ from anyws import (
     State,
 )
 
-from .conftest import MemoryByteStream, memory_pair, memory_websocket
+from .conftest import memory_pair, memory_websocket
 
 pytestmark = pytest.mark.anyio
 
@@ -295,25 +295,31 @@ async def test_close_with_a_full_queue_still_completes() -> None:
         assert await ws.recv() == "0"  # what was queued can still be read
 
 
-async def test_max_size_raises_payload_too_big_then_closed() -> None:
+@pytest.mark.parametrize("compression", [False, True])
+async def test_max_size_fails_the_connection_with_1009(compression: bool) -> None:
     script = Script()
 
     async def handler(connection: ServerConnection) -> None:
         await connection.send("small")
-        await connection.send(b"x" * 2000)
+        await connection.send("é" * 2000)  # 4000 bytes of UTF-8
         await connection.send("never delivered")
         await script.record_until_close(connection)
 
-    async with memory_websocket(handler, max_size=1000) as ws:
+    async with memory_websocket(handler, max_size=1000, compression=compression) as ws:
         assert await ws.recv() == "small"
-        with pytest.raises(PayloadTooBig) as info:
+        with pytest.raises(ConnectionClosedError) as first:
             await ws.recv()
-        assert info.value.max_size == 1000
-        with pytest.raises(ConnectionClosedError) as closed:
+        cause = first.value.__cause__
+        assert isinstance(cause, PayloadTooBig)
+        assert cause.max_size == 1000
+        assert cause.size > 1000
+        assert first.value.sent == anyws.Close(1009, "message too big")
+        # The server echoed our close frame: the stream was parsed up to it.
+        assert first.value.rcvd == anyws.Close(1009, "message too big")
+        assert ws.close_code == 1009
+        with pytest.raises(ConnectionClosedError) as later:
             await ws.recv()
-        assert closed.value.__cause__ is info.value
-        assert closed.value.sent is not None
-        assert closed.value.sent.code == 1009
+        assert later.value.__cause__ is cause
     await script.done.wait()
     assert script.connection is None
 
@@ -324,8 +330,10 @@ async def test_max_size_applies_after_decompression() -> None:
         await connection.recv()
 
     async with memory_websocket(handler, max_size=50_000) as ws:
-        with pytest.raises(PayloadTooBig):
+        with pytest.raises(ConnectionClosedError) as info:
             await ws.recv()
+        assert isinstance(info.value.__cause__, PayloadTooBig)
+        assert info.value.__cause__.size <= 50_001  # inflating stopped at the limit
 
 
 async def test_close_timeout_when_server_never_answers() -> None:
@@ -404,12 +412,7 @@ async def test_outer_cancellation_exits_promptly() -> None:
                     elif isinstance(event, CloseConnection):
                         seen.append(event.code)
 
-    context = anyws.connect("ws://memory/", close_timeout=30)
-
-    async def transport(uri: object) -> MemoryByteStream:
-        return client_stream
-
-    context._open_transport = transport  # type: ignore[method-assign]
+    context = anyws.connect("ws://memory/", stream=client_stream, close_timeout=30)
     async with anyio.create_task_group() as server:
         server.start_soon(never_closes)
         start = anyio.current_time()

@@ -71,7 +71,7 @@ def test_own_framing_is_byte_identical_to_wsproto(
     params: list[tuple[str, str | None]] | None,
     key: bytes,
 ) -> None:
-    ours = ClientProtocol([] if params is None else [negotiate_deflate(params)])
+    ours = ClientProtocol[str]([] if params is None else [negotiate_deflate(params)])
     theirs = reference(params)
     with patch("os.urandom", return_value=key):
         for message in sequence:
@@ -89,7 +89,7 @@ def test_other_extensions_leave_framing_to_wsproto() -> None:
     mine, reference_marker = Marker(), Marker()
     mine.finalize("x-marker")
     reference_marker.finalize("x-marker")
-    ours = ClientProtocol([mine])
+    ours = ClientProtocol[str]([mine])
     theirs = Connection(ConnectionType.CLIENT, [reference_marker])
     with patch("os.urandom", return_value=b"abcd"):
         ours.send_message("hello")
@@ -125,7 +125,7 @@ def test_compressed_messages_inflate_at_a_plain_zlib_peer(
     params: list[tuple[str, str | None]] = (
         [] if takeover else [("client_no_context_takeover", None)]
     )
-    ours = ClientProtocol([negotiate_deflate(params)])
+    ours = ClientProtocol[str]([negotiate_deflate(params)])
     inflater = zlib.decompressobj(-15)
     for message in messages:
         ours.send_message(message)

@@ -32,6 +32,7 @@ from anyws import (
 )
 from anyws._deflate import negotiate_deflate
 from anyws._protocol import ClientProtocol, PongReceived, validate_close
+from anyws._types import Data
 
 
 def pair(
@@ -39,19 +40,25 @@ def pair(
     deflate: bool = False,
     max_size: int | None = 2**20,
     params: list[tuple[str, str | None]] | None = None,
-) -> tuple[ClientProtocol, Connection]:
+) -> tuple[ClientProtocol[str], Connection]:
     if not deflate:
-        return ClientProtocol(max_size=max_size), Connection(ConnectionType.SERVER)
+        return ClientProtocol[str](max_size=max_size), Connection(ConnectionType.SERVER)
     server_ext = PerMessageDeflate()
     offer = "permessage-deflate; client_max_window_bits"
     server_ext.accept(offer)
-    client = ClientProtocol(
+    client = ClientProtocol[str](
         [negotiate_deflate(params or [("client_max_window_bits", "15")])], max_size=max_size
     )
     return client, Connection(ConnectionType.SERVER, [server_ext])
 
 
-def to_server(client: ClientProtocol, server: Connection) -> list[Event]:
+def feed(client: ClientProtocol[str], data: bytes) -> list[Data | PongReceived[str]]:
+    """Give the client bytes and parse them all (no queue limit)."""
+    client.receive_data(data)
+    return client.parse(None)
+
+
+def to_server(client: ClientProtocol[str], server: Connection) -> list[Event]:
     server.receive_data(b"".join(client.data_to_send()))
     return list(server.events())
 
@@ -120,7 +127,7 @@ def test_receive_messages() -> None:
     data += server.send(BytesMessage(b"1", message_finished=False)) + server.send(
         BytesMessage(b"2")
     )
-    assert client.receive_data(data) == ["hi", b"yo", "ab", b"12"]
+    assert feed(client, data) == ["hi", b"yo", "ab", b"12"]
 
 
 def test_receive_split_at_every_byte() -> None:
@@ -128,7 +135,7 @@ def test_receive_split_at_every_byte() -> None:
     data = server.send(TextMessage("héllo wörld")) + server.send(BytesMessage(b"x" * 300))
     received: list[object] = []
     for index in range(len(data)):
-        received += client.receive_data(data[index : index + 1])
+        received += feed(client, data[index : index + 1])
     assert received == ["héllo wörld", b"x" * 300]
 
 
@@ -141,7 +148,7 @@ def test_text_fragmented_anywhere_in_utf8(text: str, split: int) -> None:
         frame(0x1 if index == 0 else 0x0, piece, fin=index == len(pieces) - 1)
         for index, piece in enumerate(pieces)
     )
-    assert client.receive_data(data) == [text]
+    assert feed(client, data) == [text]
 
 
 @given(st.lists(st.binary(max_size=200), min_size=1, max_size=10))
@@ -154,13 +161,13 @@ def test_fragments_round_trip(fragments: list[bytes]) -> None:
         server.send(BytesMessage(fragment, message_finished=index == len(fragments) - 1))
         for index, fragment in enumerate(fragments)
     )
-    assert client.receive_data(data) == [b"".join(fragments)]
+    assert feed(client, data) == [b"".join(fragments)]
 
 
 @given(st.binary(min_size=1, max_size=40).filter(lambda b: not _is_utf8(b)))
 def test_invalid_utf8_fails_with_1007(payload: bytes) -> None:
     client, _ = pair()
-    assert client.receive_data(frame(0x1, payload)) == []
+    assert feed(client, frame(0x1, payload)) == []
     assert isinstance(client.failure, ProtocolError)
     client.commit_failure()
     assert client.close_sent == Close(1007, client.close_sent.reason if client.close_sent else "")
@@ -195,10 +202,10 @@ def _is_utf8(data: bytes) -> bool:
 def test_protocol_violations_fail_the_connection(data: bytes, code: int) -> None:
     client, server = pair()
     client.send_message("queued before")
-    assert client.receive_data(frame(0x1, b"ok") + data + frame(0x1, b"after")) == ["ok"]
+    assert feed(client, frame(0x1, b"ok") + data + frame(0x1, b"after")) == ["ok"]
     assert isinstance(client.failure, ProtocolError)
     assert client.failure.code == code
-    assert client.incoming_done
+    assert client.reading_done
     # The messages before the bad frame can still be answered; then the close goes out.
     assert client.failure_pending
     assert client.state is State.OPEN
@@ -213,7 +220,7 @@ def test_protocol_violations_fail_the_connection(data: bytes, code: int) -> None
     ]
     assert isinstance(events[2], CloseConnection)
     assert events[2].code == code
-    assert client.receive_data(frame(0x1, b"ignored")) == []
+    assert feed(client, frame(0x1, b"ignored")) == []
     exc = client.close_exc()
     assert isinstance(exc, ConnectionClosedError)
     assert exc.sent is not None
@@ -227,7 +234,7 @@ def test_protocol_violations_fail_the_connection(data: bytes, code: int) -> None
 def test_garbage_while_closing_fails_without_second_close() -> None:
     client, server = pair()
     client.send_close(1000)
-    client.receive_data(frame(0x3, b""))
+    feed(client, frame(0x3, b""))
     assert isinstance(client.failure, ProtocolError)
     events = to_server(client, server)
     assert [type(e) for e in events] == [CloseConnection]
@@ -236,7 +243,7 @@ def test_garbage_while_closing_fails_without_second_close() -> None:
 def test_ping_from_server_is_answered_first() -> None:
     client, server = pair()
     client.send_message("data")
-    client.receive_data(server.send(Ping(b"abc")))
+    feed(client, server.send(Ping(b"abc")))
     frames = client.data_to_send()
     server.receive_data(b"".join(frames))
     events = list(server.events())
@@ -249,25 +256,30 @@ def test_ping_while_closing_is_not_answered() -> None:
     client, server = pair()
     client.send_close()
     client.data_to_send()
-    client.receive_data(server.send(Ping(b"late")))
+    feed(client, server.send(Ping(b"late")))
     assert client.data_to_send() == []
 
 
 def test_ping_bookkeeping() -> None:
     client, server = pair()
-    client.send_ping(b"1")
-    client.send_ping(b"2")
-    client.send_ping(b"3")
+    client.send_ping(b"1", "waiter 1")
+    client.send_ping(b"2", "waiter 2")
+    client.send_ping(b"3", "waiter 3")
+    assert client.ping_pending(b"2")
     with pytest.raises(ConcurrencyError):
-        client.send_ping(b"2")
+        client.send_ping(b"2", "again")
     with pytest.raises(ValueError, match="125"):
-        client.send_ping(b"x" * 126)
+        client.send_ping(b"x" * 126, "too long")
     pings = [e for e in to_server(client, server) if isinstance(e, Ping)]
     assert [p.payload for p in pings] == [b"1", b"2", b"3"]
-    assert client.receive_data(server.send(Pong(b"unknown"))) == []
-    assert client.receive_data(server.send(Pong(b"2"))) == [PongReceived([b"1", b"2"])]
-    assert client.receive_data(server.send(Pong(b"3"))) == [PongReceived([b"3"])]
-    assert client.receive_data(server.send(Pong(b"3"))) == []
+    assert feed(client, server.send(Pong(b"unknown"))) == []
+    assert feed(client, server.send(Pong(b"2"))) == [PongReceived(["waiter 1", "waiter 2"])]
+    assert not client.ping_pending(b"2")
+    client.send_ping(b"4", "waiter 4")
+    assert feed(client, server.send(Pong(b"3"))) == [PongReceived(["waiter 3"])]
+    assert feed(client, server.send(Pong(b"3"))) == []
+    assert client.abandon_pings() == ["waiter 4"]
+    assert client.abandon_pings() == []
 
 
 def test_unsolicited_pong() -> None:
@@ -282,8 +294,8 @@ def test_unsolicited_pong() -> None:
 
 def test_server_initiated_close() -> None:
     client, server = pair()
-    received = client.receive_data(
-        server.send(TextMessage("last")) + server.send(CloseConnection(1001, "bye"))
+    received = feed(
+        client, server.send(TextMessage("last")) + server.send(CloseConnection(1001, "bye"))
     )
     assert received == ["last"]
     assert client.close_rcvd == Close(1001, "bye")
@@ -301,7 +313,7 @@ def test_server_initiated_close() -> None:
     assert exc.code == 1001
     assert exc.reason == "bye"
     with pytest.raises(ConnectionClosedOK):
-        client.send_ping(b"")
+        client.send_ping(b"", "waiter")
     client.send_close()  # already closing: no-op
     assert client.data_to_send() == []
 
@@ -314,9 +326,9 @@ def test_client_initiated_close() -> None:
     assert isinstance(close, CloseConnection)
     assert (close.code, close.reason) == (4000, "done")
     assert client.state is State.CLOSING
-    assert not client.incoming_done
-    assert client.receive_data(in_flight) == ["in flight"]
-    client.receive_data(server.send(close.response()))
+    assert not client.reading_done
+    assert feed(client, in_flight) == ["in flight"]
+    feed(client, server.send(close.response()))
     assert client.close_rcvd == Close(4000, "done")
     assert client.close_rcvd_then_sent is False
     exc = client.close_exc()
@@ -326,7 +338,7 @@ def test_client_initiated_close() -> None:
 
 def test_empty_close_frame_is_1005_and_normal() -> None:
     client, _ = pair()
-    client.receive_data(frame(0x8, b""))
+    feed(client, frame(0x8, b""))
     assert client.close_rcvd == Close(1005, "")
     assert isinstance(client.close_exc(), ConnectionClosedOK)
     assert str(client.close_exc().rcvd) == "1005 (no status received [internal])"
@@ -334,7 +346,7 @@ def test_empty_close_frame_is_1005_and_normal() -> None:
 
 def test_error_close_code_from_server() -> None:
     client, server = pair()
-    client.receive_data(server.send(CloseConnection(1011, "oops")))
+    feed(client, server.send(CloseConnection(1011, "oops")))
     exc = client.close_exc()
     assert isinstance(exc, ConnectionClosedError)
     assert exc.code == 1011
@@ -344,12 +356,12 @@ def test_error_close_code_from_server() -> None:
 
 def test_eof_without_close() -> None:
     client, server = pair()
-    client.receive_data(server.send(TextMessage("part", message_finished=False)))
+    feed(client, server.send(TextMessage("part", message_finished=False)))
     cause = ConnectionResetError()
     client.receive_eof(cause)
     client.receive_eof()  # idempotent
     assert client.state is State.CLOSED
-    assert client.receive_data(b"late") == []
+    assert feed(client, b"late") == []
     exc = client.close_exc()
     assert isinstance(exc, ConnectionClosedError)
     assert exc.rcvd is None
@@ -366,26 +378,31 @@ def test_close_exc_messages() -> None:
 
 def test_max_size() -> None:
     client, server = pair(max_size=10)
-    assert client.receive_data(server.send(BytesMessage(b"x" * 10))) == [b"x" * 10]
-    assert client.receive_data(server.send(TextMessage("é" * 5))) == ["é" * 5]  # 10 bytes
+    assert feed(client, server.send(BytesMessage(b"x" * 10))) == [b"x" * 10]
+    assert feed(client, server.send(TextMessage("é" * 5))) == ["é" * 5]  # 10 bytes
     data = (
         server.send(TextMessage("ok"))
         + server.send(TextMessage("é" * 6))
         + server.send(TextMessage("no"))
     )
-    assert client.receive_data(data) == ["ok"]
+    assert feed(client, data) == ["ok"]
     assert isinstance(client.failure, PayloadTooBig)
     assert client.failure.size == 12
     assert str(client.failure) == "message of at least 12 bytes exceeds max_size=10"
+    in_flight = server.send(TextMessage("dropped"))
     client.send_close(1000)  # a pending failure's code wins over the one asked for
     (close,) = to_server(client, server)
     assert isinstance(close, CloseConnection)
-    assert close.code == 1009
-    first = client.receive_exc()
-    assert first is client.failure
-    later = client.receive_exc()
-    assert isinstance(later, ConnectionClosedError)
-    assert later.__cause__ is client.failure
+    assert (close.code, close.reason) == (1009, "message too big")
+    # The framing is intact: the rest is discarded, and the server's close frame is read.
+    assert not client.reading_done
+    assert feed(client, in_flight + server.send(close.response())) == []
+    assert client.close_rcvd == Close(1009, "message too big")
+    assert client.reading_done
+    exc = client.close_exc()
+    assert isinstance(exc, ConnectionClosedError)
+    assert exc.__cause__ is client.failure
+    assert exc.sent == exc.rcvd == Close(1009, "message too big")
 
 
 def test_max_size_counts_fragments() -> None:
@@ -393,13 +410,13 @@ def test_max_size_counts_fragments() -> None:
     data = server.send(BytesMessage(b"abc", message_finished=False)) + server.send(
         BytesMessage(b"def")
     )
-    assert client.receive_data(data) == []
+    assert feed(client, data) == []
     assert isinstance(client.failure, PayloadTooBig)
 
 
 def test_no_max_size() -> None:
     client, server = pair(max_size=None)
-    assert client.receive_data(server.send(BytesMessage(b"x" * 2**21))) == [b"x" * 2**21]
+    assert feed(client, server.send(BytesMessage(b"x" * 2**21))) == [b"x" * 2**21]
 
 
 def test_deflate_round_trip() -> None:
@@ -412,7 +429,7 @@ def test_deflate_round_trip() -> None:
     assert frames == b""
     data = server.send(TextMessage("z" * 50000)) + server.send(BytesMessage(b"\x00" * 70000))
     assert len(data) < 1000  # it was compressed
-    assert client.receive_data(data) == ["z" * 50000, b"\x00" * 70000]
+    assert feed(client, data) == ["z" * 50000, b"\x00" * 70000]
 
 
 @pytest.mark.parametrize(
@@ -425,7 +442,7 @@ def test_deflate_round_trip() -> None:
 )
 def test_deflate_parameters_are_honoured(params: list[tuple[str, str | None]]) -> None:
     # The server side is a plain zlib peer configured as the response says.
-    client = ClientProtocol([negotiate_deflate(params)])
+    client = ClientProtocol[str]([negotiate_deflate(params)])
     values = dict(params)
     server_bits = int(values.get("server_max_window_bits") or 15)
     client_bits = int(values.get("client_max_window_bits") or 15)
@@ -446,7 +463,7 @@ def test_deflate_parameters_are_honoured(params: list[tuple[str, str | None]]) -
             assert inflate.decompress(payload + b"\x00\x00\xff\xff") == b"hello hello hello"
     deflate = zlib.compressobj(6, zlib.DEFLATED, -max(server_bits, 9))
     compressed = deflate.compress(b"abcabc") + deflate.flush(zlib.Z_SYNC_FLUSH)
-    assert client.receive_data(frame(0x1, compressed[:-4], rsv=0x40)) == ["abcabc"]
+    assert feed(client, frame(0x1, compressed[:-4], rsv=0x40)) == ["abcabc"]
 
 
 def test_compressed_fragments_around_a_ping() -> None:
@@ -460,25 +477,25 @@ def test_compressed_fragments_around_a_ping() -> None:
         + frame(0x9, b"ping")  # a control frame inside the message is never inflated
         + frame(0x0, body[half:])
     )
-    assert client.receive_data(data) == [b"hello world" * 100]
+    assert feed(client, data) == [b"hello world" * 100]
 
 
 def test_server_no_context_takeover_inflates_each_message_afresh() -> None:
-    client = ClientProtocol([negotiate_deflate([("server_no_context_takeover", None)])])
+    client = ClientProtocol[str]([negotiate_deflate([("server_no_context_takeover", None)])])
     messages = []
     for text in (b"same words same words", b"same words same words"):
         deflate = zlib.compressobj(6, zlib.DEFLATED, -15)  # a new context per message
         messages.append(
             frame(0x2, (deflate.compress(text) + deflate.flush(zlib.Z_SYNC_FLUSH))[:-4], rsv=0x40)
         )
-    assert client.receive_data(b"".join(messages)) == [b"same words same words"] * 2
+    assert feed(client, b"".join(messages)) == [b"same words same words"] * 2
 
 
 @pytest.mark.parametrize("bad", [frame(0x0, b"x", rsv=0x40), frame(0x9, b"x", rsv=0x40)])
 def test_rsv1_only_on_the_first_frame_of_a_message(bad: bytes) -> None:
     client, _ = pair(deflate=True)
     start = frame(0x2, b"", fin=False) if bad[0] & 0x0F == 0 else b""
-    client.receive_data(start + bad)
+    feed(client, start + bad)
     assert isinstance(client.failure, ProtocolError)
     assert client.failure.code == 1002
 
@@ -487,17 +504,17 @@ def test_deflate_bomb_is_stopped_early() -> None:
     client, server = pair(deflate=True, max_size=2**16)
     bomb = server.send(BytesMessage(b"\x00" * 2**24))  # 16 MiB that compress to ~16 KiB
     assert len(bomb) < 2**15
-    assert client.receive_data(bomb) == []
+    assert feed(client, bomb) == []
     assert isinstance(client.failure, PayloadTooBig)
     # zlib was asked for no more than the limit allows: inflating stopped one byte past it
     assert client.failure.size == 2**16 + 1
     client.commit_failure()
-    assert client.close_sent == Close(1009, "error in extension")
+    assert client.close_sent == Close(1009, "message too big")
 
 
 def test_invalid_compressed_data() -> None:
     client, _ = pair(deflate=True)
-    client.receive_data(frame(0x2, b"\xff\xff\xff\xff", rsv=0x40))
+    feed(client, frame(0x2, b"\xff\xff\xff\xff", rsv=0x40))
     assert isinstance(client.failure, ProtocolError)
     client.commit_failure()
     assert client.close_sent is not None

@@ -1,0 +1,225 @@
+"""The byte stream under a connection: TCP (happy eyeballs), TLS, a Unix socket, or a
+tunnel through an HTTP proxy (CONNECT). Connection failures leave as the same `OSError` on
+both backends: a refused port is `ConnectionRefusedError` on trio as on asyncio.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import ssl as ssl_module
+import sys
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+
+import anyio
+import anyio.abc
+import h11
+import sniffio
+from anyio.streams.tls import TLSStream
+
+from . import _asyncio_stream as asyncio_stream
+from ._exceptions import ProxyError
+from ._handshake import decode_headers
+from ._options import Options
+from ._types import Response
+from ._url import WebSocketURI
+
+if sys.version_info < (3, 11):  # pragma: no cover (the backport on 3.10 only)
+    from exceptiongroup import BaseExceptionGroup, ExceptionGroup
+
+_PROXY_READ = 2**16
+
+
+def resolve_proxy(proxy: str | bool | None, uri: WebSocketURI) -> WebSocketURI | None:
+    """Return the proxy to go through, or None. `True` reads the environment like
+    `urllib.request` (HTTPS_PROXY for wss, HTTP_PROXY for ws, NO_PROXY honoured).
+
+    Raises:
+        ProxyError: the proxy URL is unusable or not http(s)://.
+    """
+    if proxy is None or proxy is False:
+        return None
+    if proxy is True:
+        # Reading every proxy variable costs more than a whole handshake; most machines
+        # have none, which a scan of the names tells.
+        if not any(name[-6:].lower() == "_proxy" for name in os.environ):
+            return None
+        proxies = urllib.request.getproxies()
+        url = proxies.get("https" if uri.secure else "http") or proxies.get("all")
+        if url is None or urllib.request.proxy_bypass(uri.host):
+            return None
+        proxy = url
+    parsed = urllib.parse.urlsplit(proxy)
+    if parsed.scheme not in ("http", "https"):
+        raise ProxyError(
+            f"unsupported proxy {proxy!r}: anyws supports http:// and https:// (CONNECT) proxies"
+        )
+    try:
+        port = parsed.port
+    except ValueError as exc:
+        raise ProxyError(f"invalid proxy URL {proxy!r}: {exc}") from None
+    if not parsed.hostname:
+        raise ProxyError(f"invalid proxy URL {proxy!r}: no host")
+    user_info = None
+    if parsed.username is not None:
+        user_info = (
+            urllib.parse.unquote(parsed.username),
+            urllib.parse.unquote(parsed.password or ""),
+        )
+    secure = parsed.scheme == "https"
+    return WebSocketURI(
+        secure=secure,
+        host=parsed.hostname,
+        port=port or (443 if secure else 80),
+        user_info=user_info,
+    )
+
+
+def connect_error(errors: Sequence[OSError]) -> OSError:
+    """The one error to raise when every connection attempt failed.
+
+    One attempt: its error. Several failing the same way (e.g. every address refused): the
+    first, as that type; several failing differently: an `OSError` naming them. Either way
+    every attempt's error stays reachable as `__cause__` (an `ExceptionGroup`).
+    """
+    if len(errors) == 1:
+        return errors[0]
+    first = errors[0]
+    if all(type(error) is type(first) for error in errors):
+        error = first
+    else:
+        error = OSError(
+            f"all {len(errors)} connection attempts failed: "
+            + "; ".join(f"{type(e).__name__}: {e}" for e in errors)
+        )
+    error.__cause__ = ExceptionGroup("every connection attempt failed", list(errors))
+    return error
+
+
+def _os_errors(group: BaseExceptionGroup[BaseException]) -> list[OSError]:
+    # Connection attempts fail with OSError only.
+    return [error for error in group.exceptions if isinstance(error, OSError)]
+
+
+async def open_transport(
+    uri: WebSocketURI, options: Options, proxy: WebSocketURI | None
+) -> anyio.abc.ByteStream:
+    """Open the stream the handshake goes over.
+
+    Raises:
+        OSError: the connection or TLS failed (see `connect_error`).
+        ProxyError: the proxy refused or failed to open the tunnel.
+    """
+    context = options.ssl_context(uri.secure)
+    hostname = options.server_hostname or uri.host
+    unix_socket = None if options.unix_socket is None else os.fspath(options.unix_socket)
+    if unix_socket is not None:
+        proxy = None
+    if proxy is None and sniffio.current_async_library() == "asyncio":
+        try:
+            return await asyncio_stream.connect(
+                host=uri.host,
+                port=uri.port,
+                path=unix_socket,
+                ssl_context=context,
+                server_hostname=hostname if context is not None else None,
+                read_buffer_limit=options.limits.read_limit,
+            )
+        except ExceptionGroup as group:  # all_errors=True (Python >= 3.12)
+            raise connect_error(_os_errors(group)) from None
+    stream: anyio.abc.ByteStream
+    if unix_socket is not None:
+        stream = await anyio.connect_unix(unix_socket)
+    elif proxy is None:
+        return await _connect_tcp(uri.host, uri.port, context, hostname)
+    else:
+        stream = await _open_tunnel(proxy, uri, options.proxy_ssl)
+    if context is None:
+        return stream
+    try:
+        return await TLSStream.wrap(
+            stream, hostname=hostname, ssl_context=context, standard_compatible=False
+        )
+    except BaseException:
+        await anyio.aclose_forcefully(stream)
+        raise
+
+
+async def _connect_tcp(
+    host: str, port: int, context: ssl_module.SSLContext | None, hostname: str
+) -> anyio.abc.ByteStream:
+    try:
+        if context is None:
+            return await anyio.connect_tcp(host, port)
+        # anyio does TLS when any TLS argument is given, so only here.
+        return await anyio.connect_tcp(
+            host, port, ssl_context=context, tls_hostname=hostname, tls_standard_compatible=False
+        )
+    except OSError as exc:
+        # anyio reports "All connection attempts failed", the errors as its cause.
+        cause = exc.__cause__
+        if isinstance(cause, OSError):
+            raise connect_error([cause]) from None
+        if isinstance(cause, ExceptionGroup):
+            raise connect_error(_os_errors(cause)) from None
+        raise
+
+
+async def _open_tunnel(
+    proxy: WebSocketURI, uri: WebSocketURI, proxy_ssl: ssl_module.SSLContext | None
+) -> anyio.abc.ByteStream:
+    """Connect to an HTTP proxy and open a tunnel to the server with CONNECT (RFC 9110 §9.3.6)."""
+    try:
+        stream: anyio.abc.ByteStream = await anyio.connect_tcp(proxy.host, proxy.port)
+    except OSError as exc:
+        raise ProxyError(
+            f"failed to connect to the proxy {proxy.host}:{proxy.port}: {exc}"
+        ) from exc
+    try:
+        if proxy.secure:
+            stream = await TLSStream.wrap(
+                stream,
+                hostname=proxy.host,
+                ssl_context=proxy_ssl or ssl_module.create_default_context(),
+                standard_compatible=False,
+            )
+        target = f"[{uri.host}]:{uri.port}" if ":" in uri.host else f"{uri.host}:{uri.port}"
+        headers = [("Host", target)]
+        if proxy.user_info is not None:
+            credentials = base64.b64encode(":".join(proxy.user_info).encode()).decode("ascii")
+            headers.append(("Proxy-Authorization", f"Basic {credentials}"))
+        client = h11.Connection(h11.CLIENT)
+        await stream.send(
+            client.send(h11.Request(method="CONNECT", target=target, headers=headers)) or b""
+        )
+        while True:
+            event = client.next_event()
+            if event is h11.NEED_DATA:
+                try:
+                    client.receive_data(await stream.receive(_PROXY_READ))
+                except anyio.EndOfStream:
+                    raise ProxyError(
+                        "proxy closed the connection before answering CONNECT"
+                    ) from None
+            elif isinstance(event, h11.Response):
+                if 200 <= event.status_code < 300:
+                    return stream
+                response = Response(
+                    event.status_code,
+                    event.reason.decode("latin-1"),
+                    decode_headers(event.headers.raw_items()),
+                )
+                raise ProxyError(
+                    f"proxy refused the tunnel: HTTP {event.status_code} "
+                    f"{response.reason_phrase}".rstrip(),
+                    response,
+                )
+            # else: a 1xx interim response precedes the real one (RFC 9110 §15.2)
+    except h11.RemoteProtocolError as exc:
+        await anyio.aclose_forcefully(stream)
+        raise ProxyError(f"invalid response from the proxy: {exc}") from None
+    except BaseException:
+        await anyio.aclose_forcefully(stream)
+        raise
