@@ -191,6 +191,7 @@ class ClientConnection:
         self._tasks_running = 0
         self._scope: anyio.CancelScope | None = None  # the tasks' scope (see the module doc)
         self._stream_closed = False
+        self._write_error: BaseException | None = None
 
     # -- properties ---------------------------------------------------------------------
 
@@ -595,7 +596,7 @@ class ClientConnection:
                     await self._stream.receive(read_limit)
             cause = _CloseTimeout()
         except anyio.EndOfStream:
-            cause = None
+            cause = self._write_error
         except _TRANSPORT_ERRORS as exc:
             cause = exc
         except Exception as exc:  # pragma: no cover (a bug in anyws: fail the connection)
@@ -648,7 +649,12 @@ class ClientConnection:
             self._failure_committed.set()
 
     async def _write_loop(self) -> None:
-        """Write what the protocol queued, coalescing frames into one write. Never raises."""
+        """Write what the protocol queued, coalescing frames into one write. Never raises.
+
+        A failed write doesn't end the connection: what arrived before is still delivered,
+        and the reader reports the loss (with this error as its cause if the stream just
+        ends). Frames queued after it are dropped, as the network would.
+        """
         self._tasks_running += 1
         protocol = self._protocol
         try:
@@ -662,15 +668,17 @@ class ClientConnection:
                     self._outbox_ready = self._new_event()
                     await self._outbox_ready.wait()
                     continue
+                if self._write_error is not None:
+                    continue
                 data = frames[0] if len(frames) == 1 else b"".join(frames)
                 self._in_flight = len(data)
-                await self._stream.send(data)
+                try:
+                    await self._stream.send(data)
+                except _TRANSPORT_ERRORS as exc:
+                    self._write_error = exc
                 self._in_flight = 0
                 if self._drained is not None and self._buffered() <= self._limits.write_limit_low:
                     self._drained.set()
-        except _TRANSPORT_ERRORS as exc:
-            self._in_flight = 0
-            self._connection_lost(exc)
         finally:
             self._tasks_running -= 1
 

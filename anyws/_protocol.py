@@ -401,12 +401,8 @@ class ClientProtocol(Generic[W]):
     def _acknowledge(self, payload: bytes) -> list[W]:
         if payload not in self._pings:
             return []  # an unsolicited pong is allowed and ignored (RFC 6455 §5.5.3)
-        acknowledged: list[W] = []
-        for waiting in list(self._pings):
-            acknowledged.append(self._pings.pop(waiting))
-            if waiting == payload:
-                break
-        return acknowledged
+        waiting = list(self._pings)
+        return [self._pings.pop(earlier) for earlier in waiting[: waiting.index(payload) + 1]]
 
     def abandon_pings(self) -> list[W]:
         """Forget every outstanding ping (the connection closed); return their waiters."""

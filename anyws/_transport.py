@@ -98,9 +98,13 @@ def connect_error(errors: Sequence[OSError]) -> OSError:
     return error
 
 
-def _os_errors(group: BaseExceptionGroup[BaseException]) -> list[OSError]:
-    # Connection attempts fail with OSError only.
-    return [error for error in group.exceptions if isinstance(error, OSError)]
+def attempt_errors(error: BaseException | None) -> list[OSError]:
+    """The `OSError` of each connection attempt behind `error`: asyncio's group (Python >=
+    3.12) or the cause of anyio's "All connection attempts failed" (one, or a group).
+    """
+    if isinstance(error, BaseExceptionGroup):
+        return [error for error in error.exceptions if isinstance(error, OSError)]
+    return [error] if isinstance(error, OSError) else []
 
 
 async def open_transport(
@@ -128,7 +132,7 @@ async def open_transport(
                 read_buffer_limit=options.limits.read_limit,
             )
         except ExceptionGroup as group:  # all_errors=True (Python >= 3.12)
-            raise connect_error(_os_errors(group)) from None
+            raise connect_error(attempt_errors(group)) from None
     stream: anyio.abc.ByteStream
     if unix_socket is not None:
         stream = await anyio.connect_unix(unix_socket)
@@ -158,13 +162,9 @@ async def _connect_tcp(
             host, port, ssl_context=context, tls_hostname=hostname, tls_standard_compatible=False
         )
     except OSError as exc:
-        # anyio reports "All connection attempts failed", the errors as its cause.
-        cause = exc.__cause__
-        if isinstance(cause, OSError):
-            raise connect_error([cause]) from None
-        if isinstance(cause, ExceptionGroup):
-            raise connect_error(_os_errors(cause)) from None
-        raise
+        # anyio reports "All connection attempts failed", the errors as its cause; other
+        # errors (a failed name lookup) are raised as they are.
+        raise connect_error(attempt_errors(exc.__cause__) or [exc]) from None
 
 
 async def _open_tunnel(

@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import anyio.abc
 from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
 from wsproto.events import (
     AcceptConnection,
     BytesMessage,
@@ -74,7 +75,8 @@ class ServerConnection:
                     self._pending.append(b"".join(self._binary))
                     self._binary.clear()
             elif isinstance(event, Ping):
-                await self.stream.send(self.ws.send(event.response()))
+                if self.ws.state is ConnectionState.OPEN:  # no pong after our close frame
+                    await self.stream.send(self.ws.send(event.response()))
             elif isinstance(event, CloseConnection):
                 self.close_code, self.close_reason = event.code, event.reason or ""
                 if self.ws.state.name == "REMOTE_CLOSING":

@@ -195,3 +195,18 @@ async def test_light_event() -> None:
     assert woken == ["waiter"]
     assert event.is_set()
     await event.wait()  # already set: returns at once
+
+
+async def test_aclose_wakes_a_waiting_sender() -> None:
+    stream, protocol, transport = make_stream()
+    protocol.pause_writing()
+    async with anyio.create_task_group() as tg:
+
+        async def close_soon() -> None:
+            await anyio.wait_all_tasks_blocked()
+            await stream.aclose()
+
+        tg.start_soon(close_soon)
+        with pytest.raises(anyio.ClosedResourceError):
+            await stream.send(b"stuck")
+    assert transport.calls[-1] == "abort"

@@ -239,8 +239,18 @@ async def test_invalid_uri_at_the_call(uri: str) -> None:
 
 
 async def test_connection_refused(unused_tcp_port: int) -> None:
-    with pytest.raises(OSError):  # noqa: PT011 (the OSError, unchanged, is the contract)
+    # The same class on both backends (anyio alone says "All connection attempts failed").
+    with pytest.raises(ConnectionRefusedError):
         await connect_and_leave(f"ws://127.0.0.1:{unused_tcp_port}/")
+
+
+async def test_connection_refused_by_name(unused_tcp_port: int) -> None:
+    # "localhost" may resolve to several addresses, each refused: still one
+    # ConnectionRefusedError, every attempt's error reachable when there were several.
+    with pytest.raises(ConnectionRefusedError) as info:
+        await connect_and_leave(f"ws://localhost:{unused_tcp_port}/")
+    if info.value.__cause__ is not None:
+        assert all(isinstance(e, OSError) for e in info.value.__cause__.exceptions)  # type: ignore[attr-defined]
 
 
 async def test_server_that_never_answers_times_out() -> None:
@@ -615,6 +625,9 @@ async def test_invalid_proxy_at_the_call(proxy: str, message: str) -> None:
         ({"proxy_ssl": True}, TypeError, "proxy_ssl"),
         ({"ssl": True}, ValueError, "ssl"),
         ({"server_hostname": "x"}, ValueError, "server_hostname"),
+        ({"proxy": 8080}, TypeError, "proxy"),
+        ({"logger": 1}, TypeError, "logger"),
+        ({"max_sizes": 1}, TypeError, "max_sizes"),
     ],
 )
 async def test_invalid_options_fail_at_the_call(

@@ -30,8 +30,8 @@ from anyws import (
     ProtocolError,
     State,
 )
-from anyws._deflate import negotiate_deflate
-from anyws._protocol import ClientProtocol, PongReceived, validate_close
+from anyws._deflate import negotiate_deflate, utf8_completion
+from anyws._protocol import TRANSITIONS, ClientProtocol, Phase, PongReceived, validate_close
 from anyws._types import Data
 
 
@@ -562,3 +562,78 @@ def test_fail_is_recorded_once() -> None:
     (close,) = to_server(client, server)
     assert isinstance(close, CloseConnection)
     assert close.code == 1011
+
+
+def test_no_transition_outside_the_table() -> None:
+    client, _ = pair()
+    client.receive_eof()
+    with pytest.raises(RuntimeError, match="anyws bug: no transition"):
+        client._enter(Phase.OPEN)
+    assert all(Phase.CLOSED in TRANSITIONS[phase] for phase in Phase if phase is not Phase.CLOSED)
+
+
+def test_parse_stops_at_the_room_and_keeps_the_rest() -> None:
+    client, server = pair()
+    client.receive_data(b"".join(server.send(TextMessage(str(i))) for i in range(5)))
+    assert client.parse(0) == []
+    assert client.paused
+    assert client.parse(2) == ["0", "1"]
+    assert client.paused
+    assert not client.wants_data
+    assert client.parse(None) == ["2", "3", "4"]
+    assert not client.paused
+    assert client.wants_data
+
+
+def test_server_close_while_failing_is_answered_by_the_failure() -> None:
+    client, server = pair(max_size=10)
+    data = server.send(TextMessage("ok")) + server.send(BytesMessage(b"x" * 11))
+    data += server.send(TextMessage("dropped")) + server.send(CloseConnection(1000, "bye"))
+    assert feed(client, data) == ["ok"]
+    assert client.failure_pending
+    assert client.close_rcvd == Close(1000, "bye")
+    assert client.reading_done
+    client.commit_failure()  # the application took "ok": our close answers the server's
+    assert client.phase is Phase.CLOSE_EXCHANGED
+    assert client.close_sent == Close(1009, "message too big")
+    assert client.close_rcvd_then_sent is True
+    (close,) = to_server(client, server)
+    assert isinstance(close, CloseConnection)
+    assert close.code == 1009
+
+
+def test_garbage_after_an_oversized_message_keeps_the_first_cause() -> None:
+    client, server = pair(max_size=10)
+    feed(client, server.send(BytesMessage(b"x" * 11)) + frame(0x3, b"bad opcode"))
+    assert isinstance(client.failure, PayloadTooBig)
+    assert client.reading_done  # the stream can't be trusted past the garbage
+
+
+def test_fail_while_failing_commits_the_deferred_close() -> None:
+    client, server = pair(max_size=10)
+    feed(client, server.send(BytesMessage(b"x" * 11)))
+    client.fail(1011, "keepalive ping timeout", TimeoutError())
+    assert isinstance(client.failure, PayloadTooBig)
+    assert client.close_sent == Close(1009, "message too big")
+    assert client.phase is Phase.CLOSE_SENT
+
+
+@pytest.mark.parametrize(
+    ("tail", "completion"),
+    [
+        (b"", b""),
+        (b"abc", b""),
+        (b"\xc3", b"\x80"),
+        (b"a\xc3\xa9", b""),
+        (b"\xe2", b"\x80\x80"),
+        (b"\xe0", b"\xa0\x80"),
+        (b"\xe2\x82", b"\x80"),
+        (b"\xf0", b"\x90\x80\x80"),
+        (b"\xf0\x9f\x98", b"\x80"),
+        (b"\xf0\x9f", b"\x80\x80"),
+        (b"\xe2\x82\xac", b""),
+    ],
+)
+def test_utf8_completion(tail: bytes, completion: bytes) -> None:
+    assert utf8_completion(tail) == completion
+    (tail + completion).decode("utf-8")  # a whole character, whatever was open

@@ -1,0 +1,188 @@
+"""The lifecycle rules, over real loopback sockets on both backends: nothing received is
+lost when the server bursts and closes, memory held to `read_limit + max_queue * max_size`
+however well the data compresses, a peer that stopped reading released within
+`close_timeout`, oversized messages reported as every other failure.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import tracemalloc
+from typing import Any
+
+import anyio
+import anyio.abc
+import pytest
+
+import anyws
+from anyws import Close, ConnectionClosed, ConnectionClosedError, PayloadTooBig
+
+from .conftest import raw_server, read_request, request_key, websockets_server
+
+pytestmark = pytest.mark.anyio
+
+
+def burst_then_close(count: int, message: Any, sent: threading.Event) -> Any:
+    """A `websockets` handler: `count` messages (each `message(i)`), then close 1000."""
+
+    def handler(ws: Any) -> None:
+        for index in range(count):
+            ws.send(message(index))
+        sent.set()
+        ws.close(1000, "done")
+
+    return handler
+
+
+@pytest.mark.parametrize("max_queue", [1, 4, 32, None])
+async def test_burst_then_close_delivers_everything(max_queue: int | None) -> None:
+    sent = threading.Event()
+    handler = burst_then_close(500, lambda i: f"message {i}", sent)
+    async with websockets_server(handler) as uri, anyws.connect(uri, max_queue=max_queue) as ws:
+        # Start reading only once the server has sent everything and its close frame
+        # is on its way: the reader has long met the full queue.
+        await anyio.to_thread.run_sync(sent.wait)
+        received = [message async for message in ws]  # ends quietly on 1000
+        assert ws.close_code == 1000
+        assert ws.close_reason == "done"
+    assert received == [f"message {i}" for i in range(500)]
+
+
+async def test_compressed_burst_then_close_delivers_everything() -> None:
+    sent = threading.Event()
+    # 64 KiB messages that deflate well: many arrive in one read.
+    handler = burst_then_close(300, lambda i: f"{i:08d}".encode() * 8192, sent)
+    async with (
+        websockets_server(handler) as uri,
+        anyws.connect(uri, max_queue=4, max_size=2**17) as ws,
+    ):
+        await anyio.to_thread.run_sync(sent.wait)
+        received = [message async for message in ws]
+    assert len(received) == 300
+    assert all(message == f"{i:08d}".encode() * 8192 for i, message in enumerate(received))
+
+
+async def test_burst_then_close_from_our_server() -> None:
+    from .conftest import ECHO
+
+    async def handler(connection: ECHO.ServerConnection) -> None:
+        for index in range(200):
+            await connection.send(f"message {index}")
+        await connection.close(1001, "going")
+
+    async with (
+        ECHO.serve(handler) as port,
+        anyws.connect(f"ws://127.0.0.1:{port}/", max_queue=2) as ws,
+    ):
+        received = [message async for message in ws]
+        assert ws.close_code == 1001
+    assert received == [f"message {i}" for i in range(200)]
+
+
+async def test_a_compressed_flood_holds_memory_to_the_queue() -> None:
+    max_queue, max_size, read_limit = 16, 2**16, 2**16
+    count = 2000
+    sent = threading.Event()
+    # 64 KiB of zeros deflate to ~70 bytes: one 64 KiB read holds ~900 such messages.
+    handler = burst_then_close(count, lambda i: bytes(2**16), sent)
+    async with websockets_server(handler) as uri:
+        tracemalloc.start()
+        try:
+            async with anyws.connect(
+                uri, max_queue=max_queue, max_size=max_size, read_limit=read_limit
+            ) as ws:
+                await anyio.to_thread.run_sync(sent.wait)  # the reader is far ahead of us
+                tracemalloc.reset_peak()
+                received = 0
+                async for message in ws:
+                    assert len(message) == 2**16
+                    received += 1
+                _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert received == count
+    bound = read_limit + max_queue * max_size
+    # A margin for what isn't messages (parser state, frames, the zlib window, tracing).
+    assert peak < bound + 2**20, f"peak {peak} bytes, bound {bound}"
+
+
+async def stop_reading_after_handshake(stream: anyio.abc.SocketStream) -> None:
+    """A raw server that accepts the upgrade and then never reads again."""
+    request = await read_request(stream)
+    accept = anyws._handshake.accept_key(request_key(request))
+    await stream.send(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept.encode() + b"\r\n\r\n"
+    )
+    await anyio.sleep_forever()
+
+
+async def test_a_peer_that_stopped_reading_is_released_within_close_timeout() -> None:
+    close_timeout = 0.5
+    outcome: list[BaseException] = []
+    async with raw_server(stop_reading_after_handshake) as port:
+        async with anyio.create_task_group() as senders:
+            async with anyws.connect(
+                f"ws://127.0.0.1:{port}/", close_timeout=close_timeout, compression=None
+            ) as ws:
+                blocked = anyio.Event()
+
+                async def flood() -> None:
+                    try:
+                        while True:
+                            if ws._buffered() > 2**16:
+                                blocked.set()  # every buffer on the way is full: send waits
+                            await ws.send(bytes(2**16))
+                    except ConnectionClosed as exc:
+                        outcome.append(exc)
+
+                senders.start_soon(flood)
+                await blocked.wait()
+                sock = ws._stream.extra(anyio.abc.SocketAttribute.raw_socket)
+                left_at = time.monotonic()
+            exit_time = time.monotonic() - left_at
+        # The sender blocked on the full buffer was woken by the close.
+        assert len(outcome) == 1
+        assert ws.closed
+        assert ws.close_code == 1006
+        assert exit_time < close_timeout + 0.5
+        # The socket is released, not left to flush what the peer will never read.
+        await anyio.lowlevel.checkpoint()  # asyncio closes it in a callback
+        assert sock.fileno() == -1
+        with pytest.raises(anyio.ClosedResourceError):
+            await ws._stream.send(b"x")
+
+
+async def test_oversized_message_is_a_connection_closed_error() -> None:
+    def handler(ws: Any) -> None:
+        ws.send("small")
+        ws.send("x" * 3000)
+        for _ in ws:  # until our close frame; it is answered by the server
+            pass
+
+    for compression in ("deflate", None):
+        async with (
+            websockets_server(handler, compression=compression) as uri,
+            anyws.connect(uri, max_size=1000, compression=compression) as ws,
+        ):
+            assert await ws.recv() == "small"
+            with pytest.raises(ConnectionClosedError) as info:
+                await ws.recv()
+            exc = info.value
+            assert isinstance(exc.__cause__, PayloadTooBig)
+            assert exc.sent == Close(1009, "message too big")
+            assert exc.rcvd is not None
+            assert exc.rcvd.code == 1009  # the server's echo was read
+            assert ws.close_code == 1009
+            # The same exception class for every later call, and for `async for`.
+            with pytest.raises(ConnectionClosedError):
+                async for _ in ws:
+                    pass
+
+
+async def test_close_accepts_reason_none(echo_uri: str) -> None:
+    async with anyws.connect(echo_uri) as ws:
+        await ws.close(1000, None)
+        assert ws.closed
+        assert ws.close_code == 1000
