@@ -139,6 +139,18 @@ class AsyncioStream(anyio.abc.ByteStream):
             finally:
                 protocol.drain_waiter = None
 
+    @property
+    def writable(self) -> bool:
+        """True when `write_nowait` may be used: open, and the transport under its limit."""
+        protocol = self._protocol
+        return not (self._closed or protocol.lost or protocol.writing_paused)
+
+    def write_nowait(self, item: bytes) -> None:
+        """Hand `item` to the transport without waiting; only when `writable` (the transport
+        takes it whole, so a cancellation can't cut it short).
+        """
+        self._transport.write(item)
+
     async def send_eof(self) -> None:
         """Half-close: no more data will be sent."""
         self._transport.write_eof()

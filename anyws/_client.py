@@ -6,6 +6,7 @@ the tasks never raise, and the user's exception is never handed to the task grou
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Generator
@@ -155,7 +156,9 @@ class _WebSocketContext:
         cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
         # The close path is shielded from the cancellation that may be ending the block,
         # and bounded by close_timeout instead.
-        with anyio.CancelScope(shield=True):
+        close_timeout = self._options.limits.close_timeout
+        deadline = math.inf if close_timeout is None else anyio.current_time() + close_timeout
+        with anyio.CancelScope(shield=True, deadline=deadline):
             if exc is None:
                 await connection._close_on_exit(1000, wait=True)
             elif cancelled:
@@ -163,12 +166,10 @@ class _WebSocketContext:
                 await connection._close_on_exit(1001, wait=False)
             else:
                 await connection._close_on_exit(1011, wait=True)
-            # The transport is closed: every task ends by itself when next scheduled.
-            if connection._tasks_running:
-                await anyio.lowlevel.cancel_shielded_checkpoint()
-                connection._stop_tasks()
-        # The user's exception is not handed to the task group: it would wrap it in an
-        # ExceptionGroup on trio. The children never raise, so nothing else can come out.
+        # The transport is closed, so every task ends by itself when next scheduled (their
+        # loops end on `_transport_closed`). The user's exception is not handed to the task
+        # group: it would wrap it in an ExceptionGroup on trio. The children never raise,
+        # so nothing else can come out.
         await task_group.__aexit__(None, None, None)
 
 

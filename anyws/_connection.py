@@ -31,6 +31,7 @@ import anyio.abc
 import sniffio
 from anyio.abc import SocketAttribute
 
+from ._asyncio_stream import AsyncioStream
 from ._exceptions import (
     ConcurrencyError,
     ConnectionClosed,
@@ -188,10 +189,11 @@ class ClientConnection:
         self._transport_closed = self._new_event()
         self._in_flight = 0
         self._initial_data = initial_data  # what followed the handshake response
-        self._tasks_running = 0
-        self._scope: anyio.CancelScope | None = None  # the tasks' scope (see the module doc)
         self._stream_closed = False
         self._write_error: BaseException | None = None
+        # On asyncio the transport takes a write whole and at once: a task that queued
+        # frames writes them itself while the writer is idle, saving the writer's wake-up.
+        self._direct = stream if isinstance(stream, AsyncioStream) else None
 
     # -- properties ---------------------------------------------------------------------
 
@@ -367,7 +369,7 @@ class ClientConnection:
             self._protocol.send_fragments(fragments)
         else:
             raise TypeError(f"a message must be str or bytes-like, not {type(message).__name__}")
-        self._outbox_ready.set()
+        self._kick_writer()
 
     async def send_text(self, data: str) -> None:
         """Send a text message. Cancel-safe, raises as `send`; TypeError if not a str."""
@@ -413,7 +415,7 @@ class ClientConnection:
             payload = os.urandom(4)
         waiter = PongWaiter(self, anyio.current_time())
         self._protocol.send_ping(payload, waiter)
-        self._outbox_ready.set()
+        self._kick_writer()
         await anyio.lowlevel.checkpoint()
         return waiter
 
@@ -425,7 +427,7 @@ class ClientConnection:
             ValueError: the payload is longer than 125 bytes.
         """
         self._protocol.send_pong(_control_payload(data))
-        self._outbox_ready.set()
+        self._kick_writer()
         await anyio.lowlevel.checkpoint()
 
     # -- closing --------------------------------------------------------------------------
@@ -454,25 +456,26 @@ class ClientConnection:
         await self._transport_closed.wait()
 
     async def _close_on_exit(self, code: int, *, wait: bool) -> None:
-        """Close when the `async with` block ends, within `close_timeout`: the full
-        handshake if `wait`, else (the block was cancelled) only as long as it takes to
-        write our close frame. Runs shielded, in the task that leaves the block.
+        """Close when the `async with` block ends: the full handshake if `wait`, else (the
+        block was cancelled) only as long as it takes to write our close frame. Runs in the
+        task that leaves the block, in a shielded scope whose deadline is `close_timeout`.
         """
         self._start_closing(code, "")
-        with anyio.move_on_after(_timeout(self._limits.close_timeout)):
+        try:
             if wait:
                 await self._transport_closed.wait()
             else:
                 await self._flush()
-        await self._abort(
-            None
-            if wait
-            else ConnectionAbortedError("closed without waiting: the block was cancelled")
-        )
+        finally:
+            await self._abort(
+                None
+                if wait
+                else ConnectionAbortedError("closed without waiting: the block was cancelled")
+            )
 
     def _start_closing(self, code: int, reason: str | None) -> None:
         self._protocol.send_close(code, reason)  # commits a pending failure instead, if any
-        self._outbox_ready.set()
+        self._kick_writer()
         # The reader may now parse past a full queue to reach the server's close frame
         # (the protocol drops what doesn't fit), and a deferred failure is committed.
         for event in (self._queue_space, self._failure_committed):
@@ -489,13 +492,13 @@ class ClientConnection:
         discarded and the socket released now. `cause` explains the abnormal closure if
         the server's close frame never came.
         """
+        self._connection_lost(cause or _CloseTimeout())
         if not self._stream_closed:
             self._stream_closed = True
-            # Every caller runs shielded (a connection task, or the exit of the block), and
-            # closing a socket (TLS without close_notify, as here) doesn't wait for the peer.
+            # Closing a socket (TLS without close_notify, as here) doesn't wait for the peer;
+            # on a scope past its deadline the socket is closed before the checkpoint raises.
             with contextlib.suppress(*_TRANSPORT_ERRORS):
                 await self._stream.aclose()
-        self._connection_lost(cause or _CloseTimeout())
 
     def _connection_lost(self, cause: BaseException | None) -> None:
         if self._transport_closed.is_set():
@@ -519,6 +522,20 @@ class ClientConnection:
                 self._protocol.dropped,
             )
         self.logger.debug("connection closed: %s", self._protocol.close_exc())
+
+    def _kick_writer(self) -> None:
+        """Get what the protocol queued written: at once on asyncio while the writer is
+        idle and the transport under its limit, else by waking the writer.
+        """
+        direct = self._direct
+        if direct is not None and not self._in_flight and direct.writable:
+            # Nothing stays buffered, so no sender waits for room (they wait only while
+            # the writer is busy or the transport paused, when this path isn't taken).
+            frames = self._protocol.data_to_send()
+            if frames:
+                direct.write_nowait(frames[0] if len(frames) == 1 else b"".join(frames))
+        else:
+            self._outbox_ready.set()
 
     # -- backpressure ---------------------------------------------------------------------
 
@@ -556,24 +573,16 @@ class ClientConnection:
         task_group.start_soon(self._run_tasks, heartbeat, name="anyws reader")
 
     async def _run_tasks(self, heartbeat: bool) -> None:
-        with anyio.CancelScope(shield=True) as self._scope:
+        # The one scope the connection's tasks live under (see the module's docstring).
+        with anyio.CancelScope(shield=True):
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(self._write_loop, name="anyws writer")
                 if heartbeat:
                     tasks.start_soon(self._heartbeat_loop, name="anyws heartbeat")
                 await self._read_loop()
 
-    def _stop_tasks(self) -> None:
-        """End the tasks. Once the transport is closed they end by themselves; cancelling
-        their scope makes sure (it costs more than the rest of the exit on asyncio, so
-        only when one still runs).
-        """
-        if self._tasks_running and self._scope is not None:
-            self._scope.cancel()
-
     async def _read_loop(self) -> None:
         """Read from the transport, feeding the protocol, until it ends. Never raises."""
-        self._tasks_running += 1
         protocol = self._protocol
         read_limit = self._limits.read_limit
         cause: BaseException | None = ConnectionAbortedError("the connection's tasks were stopped")
@@ -604,7 +613,6 @@ class ClientConnection:
             protocol.fail(1011, "internal error", exc)
             cause = exc
         finally:
-            self._tasks_running -= 1
             # Nobody receives any more: the connection is lost, whatever ended the reader.
             self._connection_lost(cause)
         await self._abort()
@@ -625,7 +633,7 @@ class ClientConnection:
         if self._message_arrived is not None and (messages or protocol.failure_pending):
             self._message_arrived.set()
         if protocol.outbox_size:
-            self._outbox_ready.set()
+            self._kick_writer()
 
     async def _wait_queue_space(self) -> None:
         self._queue_space = self._new_event()
@@ -644,7 +652,7 @@ class ClientConnection:
 
     def _commit_failure(self) -> None:
         self._protocol.commit_failure()
-        self._outbox_ready.set()
+        self._kick_writer()
         if self._failure_committed is not None:
             self._failure_committed.set()
 
@@ -655,44 +663,33 @@ class ClientConnection:
         and the reader reports the loss (with this error as its cause if the stream just
         ends). Frames queued after it are dropped, as the network would.
         """
-        self._tasks_running += 1
         protocol = self._protocol
-        try:
-            while True:
-                frames = protocol.data_to_send()
-                if not frames:
-                    if self._drained is not None:
-                        self._drained.set()
-                    if self._transport_closed.is_set():
-                        return  # nothing left to write, ever
-                    self._outbox_ready = self._new_event()
-                    await self._outbox_ready.wait()
-                    continue
-                if self._write_error is not None:
-                    continue
-                data = frames[0] if len(frames) == 1 else b"".join(frames)
-                self._in_flight = len(data)
-                try:
-                    await self._stream.send(data)
-                except _TRANSPORT_ERRORS as exc:
-                    self._write_error = exc
-                self._in_flight = 0
-                if self._drained is not None and self._buffered() <= self._limits.write_limit_low:
+        while True:
+            frames = protocol.data_to_send()
+            if not frames:
+                if self._drained is not None:
                     self._drained.set()
-        finally:
-            self._tasks_running -= 1
+                if self._transport_closed.is_set():
+                    return  # nothing left to write, ever
+                self._outbox_ready = self._new_event()
+                await self._outbox_ready.wait()
+                continue
+            if self._write_error is not None:
+                continue
+            data = frames[0] if len(frames) == 1 else b"".join(frames)
+            self._in_flight = len(data)
+            try:
+                await self._stream.send(data)
+            except _TRANSPORT_ERRORS as exc:
+                self._write_error = exc
+            self._in_flight = 0
+            if self._drained is not None and self._buffered() <= self._limits.write_limit_low:
+                self._drained.set()
 
     async def _heartbeat_loop(self) -> None:
         """Ping every `ping_interval`; fail the connection with 1011 if a pong takes longer
         than `ping_timeout`. Never raises.
         """
-        self._tasks_running += 1
-        try:
-            await self._heartbeat()
-        finally:
-            self._tasks_running -= 1
-
-    async def _heartbeat(self) -> None:
         interval = self._limits.ping_interval
         assert interval is not None  # the task only runs with an interval
         while True:
@@ -718,7 +715,7 @@ class ClientConnection:
                 )
                 # The peer is unresponsive: write the close frame if the socket takes it,
                 # then drop the transport without waiting for an answer.
-                self._outbox_ready.set()
+                self._kick_writer()
                 with anyio.move_on_after(_timeout(self._limits.close_timeout)):
                     await self._flush()
                 await self._abort()

@@ -30,6 +30,12 @@ if sys.version_info < (3, 11):  # pragma: no cover (the backport on 3.10 only)
     from exceptiongroup import BaseExceptionGroup, ExceptionGroup
 
 _PROXY_READ = 2**16
+# What urllib.request.getproxies() reads for the "http", "https" and "all" schemes.
+_PROXY_VARIABLES = tuple(
+    case(f"{scheme}_proxy")
+    for scheme in ("http", "https", "all")
+    for case in (str.lower, str.upper)
+)
 
 
 def resolve_proxy(proxy: str | bool | None, uri: WebSocketURI) -> WebSocketURI | None:
@@ -43,8 +49,8 @@ def resolve_proxy(proxy: str | bool | None, uri: WebSocketURI) -> WebSocketURI |
         return None
     if proxy is True:
         # Reading every proxy variable costs more than a whole handshake; most machines
-        # have none, which a scan of the names tells.
-        if not any(name[-6:].lower() == "_proxy" for name in os.environ):
+        # have none of the ones that apply to ws:// and wss://, which six look-ups tell.
+        if not any(name in os.environ for name in _PROXY_VARIABLES):
             return None
         proxies = urllib.request.getproxies()
         url = proxies.get("https" if uri.secure else "http") or proxies.get("all")
