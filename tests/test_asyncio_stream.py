@@ -113,15 +113,15 @@ async def test_connection_lost() -> None:
         await clean.receive()
 
 
+async def close_once_blocked(stream: AsyncioStream) -> None:
+    await anyio.wait_all_tasks_blocked()
+    await stream.aclose()
+
+
 async def test_aclose_wakes_a_waiting_receiver() -> None:
     stream, _, transport = make_stream()
     async with anyio.create_task_group() as tg:
-
-        async def close_soon() -> None:
-            await anyio.wait_all_tasks_blocked()
-            await stream.aclose()
-
-        tg.start_soon(close_soon)
+        tg.start_soon(close_once_blocked, stream)
         with pytest.raises(anyio.ClosedResourceError):
             await stream.receive()
     await stream.aclose()
@@ -201,12 +201,7 @@ async def test_aclose_wakes_a_waiting_sender() -> None:
     stream, protocol, transport = make_stream()
     protocol.pause_writing()
     async with anyio.create_task_group() as tg:
-
-        async def close_soon() -> None:
-            await anyio.wait_all_tasks_blocked()
-            await stream.aclose()
-
-        tg.start_soon(close_soon)
+        tg.start_soon(close_once_blocked, stream)
         with pytest.raises(anyio.ClosedResourceError):
             await stream.send(b"stuck")
     assert transport.calls[-1] == "abort"
