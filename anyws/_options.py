@@ -12,14 +12,15 @@ import os
 import ssl as ssl_module
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, TypeAlias, TypedDict
 
 from wsproto.extensions import Extension
 
 from ._handshake import DEFAULT_USER_AGENT
 from ._types import HeadersLike
 
-LoggerLike = logging.Logger | logging.LoggerAdapter[logging.Logger] | str | None
+# A string: LoggerAdapter is subscriptable at run time only from Python 3.11.
+LoggerLike: TypeAlias = "logging.Logger | logging.LoggerAdapter[logging.Logger] | str | None"
 
 
 class ConnectOptions(TypedDict, total=False):
