@@ -1,9 +1,9 @@
 """The anyio driver: `ClientConnection` and its reader, writer and heartbeat tasks.
 
 This module moves bytes between the transport and `ClientProtocol`, wakes tasks and keeps
-deadlines; the protocol rules live in `_protocol`. The tasks run in the task group that
-`open_websocket` owns, under its one cancel scope; none of them raises into it: a failure
-is recorded in the protocol, and every waiting or later call raises it.
+deadlines; the protocol rules live in `_protocol`. None of the tasks raises into the task
+group that `open_websocket` owns: a failure is recorded in the protocol, and every waiting
+or later call raises it.
 
 The three tasks run under one cancel scope that the connection owns: shielded, so that a
 cancellation of the code around `open_websocket` doesn't cut a write short or stop the
