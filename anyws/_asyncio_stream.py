@@ -9,6 +9,11 @@ connection broke, `ClosedResourceError` after `aclose()`, also for a waiting rec
 sender. `aclose()` aborts: whatever is still buffered for a peer that stopped reading is
 dropped and the socket released at once (the driver closes only once the closing handshake
 is over or has timed out).
+
+Besides the `ByteStream` interface, the stream lets the driver use the transport as its
+writer: `write_nowait` hands bytes over at once (the transport buffers what the socket
+doesn't take), `write_buffer_size` and `wait_writable` are the backpressure, `flush` waits
+until the buffer is empty.
 """
 
 from __future__ import annotations
@@ -39,7 +44,9 @@ class _Protocol(asyncio.Protocol):
         self.lost = False
         self.exception: BaseException | None = None
         self.read_waiter: asyncio.Future[None] | None = None
-        self.drain_waiter: asyncio.Future[None] | None = None
+        # Every task waiting for the write buffer to drain has a future of its own: a
+        # cancelled waiter cancels its future, which mustn't wake the others.
+        self.drain_waiters: list[asyncio.Future[None]] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -77,8 +84,17 @@ class _Protocol(asyncio.Protocol):
             self.read_waiter.set_result(None)
 
     def wake_writer(self) -> None:
-        if self.drain_waiter is not None and not self.drain_waiter.done():
-            self.drain_waiter.set_result(None)
+        for waiter in self.drain_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait_drained(self) -> None:
+        waiter = self.loop.create_future()
+        self.drain_waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            self.drain_waiters.remove(waiter)
 
 
 class AsyncioStream(anyio.abc.ByteStream):
@@ -128,28 +144,50 @@ class AsyncioStream(anyio.abc.ByteStream):
         if protocol.lost:
             raise anyio.BrokenResourceError from protocol.exception
         self._transport.write(item)
-        while protocol.writing_paused:
-            if self._closed:
-                raise anyio.ClosedResourceError
-            if protocol.lost:
-                raise anyio.BrokenResourceError from protocol.exception
-            protocol.drain_waiter = protocol.loop.create_future()
-            try:
-                await protocol.drain_waiter
-            finally:
-                protocol.drain_waiter = None
+        await self.wait_writable()
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if protocol.lost:
+            raise anyio.BrokenResourceError from protocol.exception
 
     @property
-    def writable(self) -> bool:
-        """True when `write_nowait` may be used: open, and the transport under its limit."""
-        protocol = self._protocol
-        return not (self._closed or protocol.lost or protocol.writing_paused)
+    def open(self) -> bool:
+        """True until the stream is closed or the connection lost."""
+        return not (self._closed or self._protocol.lost)
 
     def write_nowait(self, item: bytes) -> None:
-        """Hand `item` to the transport without waiting; only when `writable` (the transport
-        takes it whole, so a cancellation can't cut it short).
+        """Hand `item` to the transport without waiting: the transport takes it whole (so a
+        cancellation can't cut it short) and buffers what the socket doesn't take. Dropped
+        once the stream is closed or the connection lost, as unsent data is then.
         """
-        self._transport.write(item)
+        if self.open:
+            self._transport.write(item)
+
+    @property
+    def write_buffer_size(self) -> int:
+        """Bytes handed over but not yet taken by the socket (0 once closed)."""
+        return self._transport.get_write_buffer_size() if self.open else 0
+
+    def set_write_limits(self, high: int, low: int) -> None:
+        """Set the high- and low-water marks of the write buffer (see `wait_writable`)."""
+        self._transport.set_write_buffer_limits(high, low)
+
+    async def wait_writable(self) -> None:
+        """Wait while the write buffer is over its high-water mark: until it has drained to
+        the low-water mark, or the stream is closed or the connection lost. Cancel-safe.
+        """
+        protocol = self._protocol
+        while protocol.writing_paused and self.open:
+            await protocol.wait_drained()
+
+    async def flush(self) -> None:
+        """Wait until the socket has taken everything written (or the stream is gone).
+
+        Used on the way to `aclose()`: the limits stay at zero afterwards.
+        """
+        if self.write_buffer_size:
+            self._transport.set_write_buffer_limits(0, 0)  # resume_writing once empty
+            await self.wait_writable()
 
     async def send_eof(self) -> None:
         """Half-close: no more data will be sent."""

@@ -5,12 +5,19 @@ deadlines; the protocol rules live in `_protocol`. None of the tasks raises into
 group that `open_websocket` owns: a failure is recorded in the protocol, and every waiting
 or later call raises it.
 
-The three tasks run under one cancel scope that the connection owns: shielded, so that a
+The tasks run in a task group that the connection owns, each shielded, so that a
 cancellation of the code around `open_websocket` doesn't cut a write short or stop the
-close path, which the exit of the block bounds with `close_timeout` instead. The reader
-hosts it, with the writer and the heartbeat in a task group inside it. The reader is the
-only task that receives: when it ends, for whatever reason, the connection is lost
-(`_connection_lost`), and the writer and the heartbeat end too.
+close path, which the exit of the block bounds with `close_timeout` instead. The reader is
+the only task that receives: when it ends, for whatever reason, the connection is lost
+(`_connection_lost`), and the writer and the heartbeat end by themselves.
+
+On asyncio the transport is the writer: an asyncio transport takes every write whole and
+at once, buffers what the socket doesn't take and writes it when the socket is ready, so
+a writer task would only copy that work (and cost a wake-up per message). Frames go to
+the transport as soon as they are queued; the ones queued while a write already went out
+in the same turn of the event loop are joined into one write at the end of that turn
+(`_end_write_batch`). Backpressure waits on the transport's write buffer instead of the
+writer. Any other stream (trio, a stream passed by the caller) has a writer task.
 """
 
 from __future__ import annotations
@@ -34,7 +41,6 @@ from anyio.abc import SocketAttribute
 from ._asyncio_stream import AsyncioStream
 from ._exceptions import (
     ConcurrencyError,
-    ConnectionClosed,
     ConnectionClosedOK,
     InvalidMessageType,
 )
@@ -191,9 +197,13 @@ class ClientConnection:
         self._initial_data = initial_data  # what followed the handshake response
         self._stream_closed = False
         self._write_error: BaseException | None = None
-        # On asyncio the transport takes a write whole and at once: a task that queued
-        # frames writes them itself while the writer is idle, saving the writer's wake-up.
+        # The asyncio transport as the writer (see the module's docstring), else None.
         self._direct = stream if isinstance(stream, AsyncioStream) else None
+        self._write_batch_open = False
+        self._heartbeat_scope: anyio.CancelScope | None = None
+        if self._direct is not None:
+            self._direct.set_write_limits(limits.write_limit_high, limits.write_limit_low)
+            self._loop = asyncio.get_running_loop()
 
     # -- properties ---------------------------------------------------------------------
 
@@ -484,6 +494,11 @@ class ClientConnection:
 
     async def _flush(self) -> None:
         """Wait until everything queued is written (or the transport is gone)."""
+        direct = self._direct
+        if direct is not None:
+            self._write_outbox(direct)
+            await direct.flush()
+            return
         while self._buffered() and not self._transport_closed.is_set():
             await self._drained_event().wait()
 
@@ -514,6 +529,8 @@ class ClientConnection:
             if event is not None:
                 event.set()
         self._outbox_ready.set()
+        if self._heartbeat_scope is not None:
+            self._heartbeat_scope.cancel()
         for waiter in self._protocol.abandon_pings():
             waiter._set(None)
         if self._protocol.dropped:
@@ -521,34 +538,61 @@ class ClientConnection:
                 "dropped %d messages received after the close frame was sent",
                 self._protocol.dropped,
             )
-        self.logger.debug("connection closed: %s", self._protocol.close_exc())
+        if self.logger.isEnabledFor(logging.DEBUG):  # the exception is only made to be logged
+            self.logger.debug("connection closed: %s", self._protocol.close_exc())
 
     def _kick_writer(self) -> None:
-        """Get what the protocol queued written: at once on asyncio while the writer is
-        idle and the transport under its limit, else by waking the writer.
+        """Get what the protocol queued written: on asyncio by the transport, at once or
+        (if a write already went out in this turn of the event loop) at the end of the
+        turn; else by waking the writer.
         """
         direct = self._direct
-        if direct is not None and not self._in_flight and direct.writable:
-            # Nothing stays buffered, so no sender waits for room (they wait only while
-            # the writer is busy or the transport paused, when this path isn't taken).
-            frames = self._protocol.data_to_send()
-            if frames:
-                direct.write_nowait(frames[0] if len(frames) == 1 else b"".join(frames))
-        else:
+        if direct is None:
             self._outbox_ready.set()
+        elif not self._write_batch_open:
+            self._write_batch_open = True
+            self._write_outbox(direct)
+            self._loop.call_soon(self._end_write_batch, direct)
+
+    def _end_write_batch(self, direct: AsyncioStream) -> None:
+        # Frames queued since the batch opened go out as one write; if there were any, the
+        # next ones join a new batch, so a busy sender costs one write per turn.
+        if self._protocol.outbox_size:
+            self._write_outbox(direct)
+            self._loop.call_soon(self._end_write_batch, direct)
+        else:
+            self._write_batch_open = False
+
+    def _write_outbox(self, direct: AsyncioStream) -> None:
+        frames = self._protocol.data_to_send()
+        if frames:
+            direct.write_nowait(frames[0] if len(frames) == 1 else b"".join(frames))
 
     # -- backpressure ---------------------------------------------------------------------
 
     def _buffered(self) -> int:
+        direct = self._direct
+        if direct is not None:
+            return self._protocol.outbox_size + direct.write_buffer_size
         return self._protocol.outbox_size + self._in_flight
 
     async def _wait_writable(self) -> None:
         if self._protocol.state is not State.OPEN:
             raise self._protocol.close_exc()
-        while self._buffered() > self._limits.write_limit_high:
-            await self._drained_event().wait()
-            if self._protocol.state is not State.OPEN:
-                raise self._protocol.close_exc()
+        if self._buffered() <= self._limits.write_limit_high:
+            return
+        direct = self._direct
+        if direct is not None:
+            # The transport pauses over the high-water mark and resumes at the low one.
+            self._write_outbox(direct)
+            await direct.wait_writable()
+        else:
+            while self._buffered() > self._limits.write_limit_high:
+                await self._drained_event().wait()
+                if self._protocol.state is not State.OPEN:
+                    break
+        if self._protocol.state is not State.OPEN:
+            raise self._protocol.close_exc()
 
     def _drained_event(self) -> Event:
         # One event shared by every waiting sender; a fresh one once it has fired.
@@ -567,54 +611,58 @@ class ClientConnection:
     # -- tasks ----------------------------------------------------------------------------
 
     def _start_tasks(self, task_group: anyio.abc.TaskGroup, *, heartbeat: bool) -> None:
-        """Start the reader in `task_group`; it starts the writer and (if enabled) the
-        heartbeat under the connection's own scope.
+        """Start the reader, the writer (unless the transport is the writer) and, if
+        enabled, the heartbeat in `task_group`, the connection's own.
         """
-        task_group.start_soon(self._run_tasks, heartbeat, name="anyws reader")
-
-    async def _run_tasks(self, heartbeat: bool) -> None:
-        # The one scope the connection's tasks live under (see the module's docstring).
-        with anyio.CancelScope(shield=True):
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(self._write_loop, name="anyws writer")
-                if heartbeat:
-                    tasks.start_soon(self._heartbeat_loop, name="anyws heartbeat")
-                await self._read_loop()
+        # The task group's cancel scope also covers the body of the `async with`, which
+        # must stay cancellable, so each task enters a shielded scope of its own.
+        task_group.start_soon(self._read_loop, name="anyws reader")
+        if self._direct is None:
+            task_group.start_soon(self._write_loop, name="anyws writer")
+        if heartbeat:
+            # `_connection_lost` cancels it, also if that comes before the task starts: the
+            # heartbeat ends with the connection.
+            self._heartbeat_scope = anyio.CancelScope(shield=True)
+            task_group.start_soon(self._heartbeat_loop, name="anyws heartbeat")
 
     async def _read_loop(self) -> None:
         """Read from the transport, feeding the protocol, until it ends. Never raises."""
         protocol = self._protocol
         read_limit = self._limits.read_limit
         cause: BaseException | None = ConnectionAbortedError("the connection's tasks were stopped")
-        try:
-            if self._initial_data:
-                protocol.receive_data(self._initial_data)
-                self._initial_data = b""
-            while not protocol.reading_done:
-                self._deliver(protocol.parse(self._queue_room()))
-                if protocol.failure_pending:
-                    await self._wait_failure_committed()
-                elif protocol.paused:
-                    await self._wait_queue_space()
-                elif protocol.wants_data:
-                    protocol.receive_data(await self._stream.receive(read_limit))
-            # The server closes TCP first (RFC 6455 §7.1.1); give it close_timeout, reading
-            # and dropping anything.
-            with anyio.move_on_after(_timeout(self._limits.close_timeout)):
+        with anyio.CancelScope(shield=True) as scope:
+            try:
+                if self._initial_data:
+                    protocol.receive_data(self._initial_data)
+                    self._initial_data = b""
+                while not protocol.reading_done:
+                    self._deliver(protocol.parse(self._queue_room()))
+                    if protocol.failure_pending:
+                        await self._wait_failure_committed()
+                    elif protocol.paused:
+                        await self._wait_queue_space()
+                    elif protocol.wants_data:
+                        protocol.receive_data(await self._stream.receive(read_limit))
+                # The server closes TCP first (RFC 6455 §7.1.1); give it close_timeout,
+                # reading and dropping anything. The scope's deadline ends the wait.
+                cause = _CloseTimeout()
+                if self._limits.close_timeout is not None:
+                    scope.deadline = anyio.current_time() + self._limits.close_timeout
                 while True:
                     await self._stream.receive(read_limit)
-            cause = _CloseTimeout()
-        except anyio.EndOfStream:
-            cause = self._write_error
-        except _TRANSPORT_ERRORS as exc:
-            cause = exc
-        except Exception as exc:  # pragma: no cover (a bug in anyws: fail the connection)
-            self.logger.exception("unexpected error in the reader")
-            protocol.fail(1011, "internal error", exc)
-            cause = exc
-        finally:
-            # Nobody receives any more: the connection is lost, whatever ended the reader.
-            self._connection_lost(cause)
+            except anyio.EndOfStream:
+                cause = self._write_error
+            except _TRANSPORT_ERRORS as exc:
+                cause = exc
+            except Exception as exc:  # pragma: no cover (a bug in anyws: fail the connection)
+                self.logger.exception("unexpected error in the reader")
+                protocol.fail(1011, "internal error", exc)
+                cause = exc
+            finally:
+                # Nobody receives any more: the connection is lost, whatever ended the reader.
+                self._connection_lost(cause)
+        # Outside the scope, which may have been cancelled by its deadline; closing the
+        # stream happens before any checkpoint could raise.
         await self._abort()
 
     def _deliver(self, received: list[Data | PongReceived[PongWaiter]]) -> None:
@@ -663,6 +711,10 @@ class ClientConnection:
         and the reader reports the loss (with this error as its cause if the stream just
         ends). Frames queued after it are dropped, as the network would.
         """
+        with anyio.CancelScope(shield=True):
+            await self._write_frames()
+
+    async def _write_frames(self) -> None:
         protocol = self._protocol
         while True:
             frames = protocol.data_to_send()
@@ -692,20 +744,22 @@ class ClientConnection:
         """
         interval = self._limits.ping_interval
         assert interval is not None  # the task only runs with an interval
+        assert self._heartbeat_scope is not None  # made with the task
+        with self._heartbeat_scope:
+            await self._beat(interval)
+
+    async def _beat(self, interval: float) -> None:
         while True:
-            # Sleeps until the next ping, or ends as soon as the connection is closed.
-            with anyio.move_on_after(interval):
-                await self._transport_closed.wait()
+            await anyio.sleep(interval)
             if self._protocol.state is not State.OPEN:
                 return
             waiter = await self.ping()
             if self._limits.ping_timeout is None:
                 continue
             with anyio.move_on_after(self._limits.ping_timeout):
-                try:
-                    await waiter
-                except ConnectionClosed:
-                    return
+                # Set by the pong, or when the connection is lost (which also ends this
+                # task through its scope).
+                await waiter._event.wait()
             if not waiter.done() and self._protocol.state is State.OPEN:
                 self.logger.debug("keepalive ping timeout: failing the connection")
                 self._protocol.fail(

@@ -2,6 +2,7 @@
 
     python bench/run.py                 # 5 repetitions, the full counts
     python bench/run.py --quick         # 1 repetition, tiny counts (a smoke run)
+    python bench/run.py --workloads w2 w4 --clients anyws-asyncio websockets-asyncio
 
 Starts a fast echo server (picows) and a permessage-deflate echo server (websockets) in
 processes of their own, then runs every (workload, client) pair in a fresh client process,
@@ -90,6 +91,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 repetition, tiny counts")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--clients", nargs="*", default=CLIENTS)
+    workloads = [*WORKLOADS, "idle"]
+    parser.add_argument("--workloads", nargs="*", default=workloads, choices=workloads)
     args = parser.parse_args()
     repeat = 1 if args.quick else args.repeat
     scale = 0.01 if args.quick else 1.0
@@ -102,6 +105,8 @@ def main() -> None:
     try:
         for repetition in range(repeat):
             for workload, (_title, count, server, without) in WORKLOADS.items():
+                if workload not in args.workloads:
+                    continue
                 for client in args.clients:
                     if client in without:
                         continue
@@ -110,7 +115,7 @@ def main() -> None:
                     )
                     samples.setdefault((workload, client), []).append(result)
             for client in IDLE_CLIENTS:
-                if client in args.clients:
+                if client in args.clients and "idle" in args.workloads:
                     idle.setdefault(client, []).append(
                         run_client(client, "idle", servers["picows"][1], idle_connections)
                     )

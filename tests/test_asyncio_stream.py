@@ -39,6 +39,14 @@ class RecordingTransport(asyncio.Transport):
     def write_eof(self) -> None:
         self.calls.append("write_eof")
 
+    buffered = 0  # what the tests say the socket hasn't taken yet
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self.calls.append(f"limits {high} {low}")
+
     def close(self) -> None:
         self.calls.append("close")
 
@@ -205,3 +213,53 @@ async def test_aclose_wakes_a_waiting_sender() -> None:
         with pytest.raises(anyio.ClosedResourceError):
             await stream.send(b"stuck")
     assert transport.calls[-1] == "abort"
+
+
+async def test_drain_waiters_are_woken_each_once() -> None:
+    stream, protocol, _ = make_stream()
+    protocol.pause_writing()
+    woken: list[str] = []
+    cancelled_scope = anyio.CancelScope()
+
+    async def cancelled_waiter() -> None:
+        with cancelled_scope:
+            await stream.wait_writable()
+            woken.append("cancelled")
+
+    async def waiter() -> None:
+        await stream.wait_writable()
+        woken.append("waiter")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(cancelled_waiter)
+        tg.start_soon(waiter)
+        await anyio.wait_all_tasks_blocked()
+        cancelled_scope.cancel()  # its future is cancelled now, before it runs again
+        protocol.resume_writing()
+    assert woken == ["waiter"]
+    assert protocol.drain_waiters == []
+
+
+async def test_the_transport_as_writer() -> None:
+    stream, protocol, transport = make_stream()
+    stream.set_write_limits(10, 2)
+    stream.write_nowait(b"frame")
+    assert transport.written == [b"frame"]
+    await stream.flush()  # nothing buffered: returns at once
+    transport.buffered = 5
+    assert stream.write_buffer_size == 5
+    async with anyio.create_task_group() as tg:
+
+        async def drain_soon() -> None:
+            await anyio.wait_all_tasks_blocked()
+            transport.buffered = 0
+            protocol.resume_writing()
+
+        tg.start_soon(drain_soon)
+        protocol.pause_writing()  # as the transport does when its limits drop to zero
+        await stream.flush()
+    assert transport.calls == ["limits 10 2", "limits 0 0"]
+    await stream.aclose()
+    stream.write_nowait(b"dropped")  # as unsent data is once the stream is closed
+    assert transport.written == [b"frame"]
+    assert stream.write_buffer_size == 0

@@ -118,29 +118,36 @@ async def stop_reading_after_handshake(stream: anyio.abc.SocketStream) -> None:
     await anyio.sleep_forever()
 
 
-async def test_a_peer_that_stopped_reading_is_released_within_close_timeout() -> None:
+@pytest.mark.parametrize("leave", ["normally", "cancelled"])
+async def test_a_peer_that_stopped_reading_is_released_within_close_timeout(leave: str) -> None:
     close_timeout = 0.5
     outcome: list[BaseException] = []
     async with raw_server(stop_reading_after_handshake) as port:
         async with anyio.create_task_group() as senders:
-            async with anyws.connect(
-                f"ws://127.0.0.1:{port}/", close_timeout=close_timeout, compression=None
-            ) as ws:
-                blocked = anyio.Event()
+            with anyio.CancelScope() as block:
+                async with anyws.connect(
+                    f"ws://127.0.0.1:{port}/", close_timeout=close_timeout, compression=None
+                ) as ws:
+                    blocked = anyio.Event()
 
-                async def flood() -> None:
-                    try:
-                        while True:
-                            if ws._buffered() > 2**16:
-                                blocked.set()  # every buffer on the way is full: send waits
-                            await ws.send(bytes(2**16))
-                    except ConnectionClosed as exc:
-                        outcome.append(exc)
+                    async def flood() -> None:
+                        try:
+                            while True:
+                                if ws._buffered() > 2**16:
+                                    blocked.set()  # every buffer on the way is full: send waits
+                                await ws.send(bytes(2**16))
+                        except ConnectionClosed as exc:
+                            outcome.append(exc)
 
-                senders.start_soon(flood)
-                await blocked.wait()
-                sock = ws._stream.extra(anyio.abc.SocketAttribute.raw_socket)
-                left_at = time.monotonic()
+                    senders.start_soon(flood)
+                    await blocked.wait()
+                    sock = ws._stream.extra(anyio.abc.SocketAttribute.raw_socket)
+                    left_at = time.monotonic()
+                    if leave == "cancelled":
+                        # Our close frame can't be written either: the exit gives up after
+                        # close_timeout all the same.
+                        block.cancel()
+                        await anyio.lowlevel.checkpoint()
             exit_time = time.monotonic() - left_at
         # The sender blocked on the full buffer was woken by the close.
         assert len(outcome) == 1
@@ -152,6 +159,25 @@ async def test_a_peer_that_stopped_reading_is_released_within_close_timeout() ->
         assert sock.fileno() == -1
         with pytest.raises(anyio.ClosedResourceError):
             await ws._stream.send(b"x")
+
+
+async def test_a_heartbeat_during_the_closing_handshake_leaves_it_alone() -> None:
+    close_timeout = 1.0
+    async with raw_server(stop_reading_after_handshake) as port:
+        left_at = time.monotonic()
+        async with anyws.connect(
+            f"ws://127.0.0.1:{port}/", close_timeout=close_timeout, ping_interval=0.05
+        ) as ws:
+            pass
+        exit_time = time.monotonic() - left_at
+    # The server never answers our close frame: the heartbeat fired while we waited for
+    # it, but didn't ping or fail the connection; the close timed out.
+    assert exit_time >= close_timeout
+    with pytest.raises(ConnectionClosedError) as caught:
+        await ws.recv()
+    assert caught.value.sent is not None
+    assert caught.value.sent.code == 1000
+    assert "closing handshake" in str(caught.value.__cause__)
 
 
 async def test_oversized_message_is_a_connection_closed_error() -> None:
