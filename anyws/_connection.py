@@ -31,7 +31,7 @@ import os
 from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Generator, Iterable, Mapping
 from contextlib import nullcontext
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, overload
 
 import anyio
 import anyio.abc
@@ -239,7 +239,16 @@ class ClientConnection:
 
     # -- receiving ------------------------------------------------------------------------
 
-    async def recv(self, timeout: float | None = None) -> Data:
+    @overload
+    async def recv(self, timeout: float | None = None, *, decode: None = None) -> Data: ...
+    @overload
+    async def recv(self, timeout: float | None = None, *, decode: Literal[True]) -> str: ...
+    @overload
+    async def recv(self, timeout: float | None = None, *, decode: Literal[False]) -> bytes: ...
+    @overload
+    async def recv(self, timeout: float | None = None, *, decode: bool | None) -> Data: ...
+
+    async def recv(self, timeout: float | None = None, *, decode: bool | None = None) -> Data:
         """Receive the next message: `str` for text, `bytes` for binary.
 
         Every message the server sent before its close frame is returned, in order, before
@@ -250,8 +259,13 @@ class ClientConnection:
 
         Args:
             timeout: seconds to wait; None waits forever. Sugar for `anyio.fail_after`.
+            decode: as in `websockets` >= 13: None returns each message as its type says;
+                False returns a text message as its UTF-8 bytes; True decodes a binary
+                message as UTF-8 text.
 
         Raises:
+            UnicodeDecodeError: `decode=True` and the binary message isn't UTF-8; the
+                message stays queued (a `recv()` without `decode` returns it).
             ConnectionClosedOK: the connection closed normally and no message is left.
             ConnectionClosedError: the connection closed abnormally and no message is left;
                 `__cause__` says why (`PayloadTooBig` for a message over `max_size`,
@@ -276,7 +290,9 @@ class ClientConnection:
                         raise self._protocol.close_exc()
                     self._message_arrived = self._new_event()
                     await self._message_arrived.wait()
-                message = messages.popleft()
+                # Converted before it leaves the queue: a failed decode loses nothing.
+                message = messages[0] if decode is None else _convert(messages[0], decode)
+                messages.popleft()
                 if self._queue_space is not None and self._has_queue_room():
                     self._queue_space.set()
                 return message
@@ -783,6 +799,12 @@ class _CloseTimeout(TimeoutError):
 
 def _timeout(seconds: float | None) -> float:
     return math.inf if seconds is None else seconds
+
+
+def _convert(message: Data, decode: bool) -> Data:
+    if decode:
+        return message if isinstance(message, str) else message.decode("utf-8")
+    return message.encode("utf-8") if isinstance(message, str) else message
 
 
 def _control_payload(data: Data | bytearray | memoryview) -> bytes:

@@ -18,7 +18,8 @@ import sys
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Literal
+from functools import partial
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
@@ -99,9 +100,20 @@ class ClientConnection:
 
     # -- receiving ------------------------------------------------------------------------
 
-    def recv(self, timeout: float | None = None) -> Data:
-        """Receive the next message; raises as `anyws.ClientConnection.recv`."""
-        return self._portal.call(self._connection.recv, timeout)
+    @overload
+    def recv(self, timeout: float | None = None, *, decode: None = None) -> Data: ...
+    @overload
+    def recv(self, timeout: float | None = None, *, decode: Literal[True]) -> str: ...
+    @overload
+    def recv(self, timeout: float | None = None, *, decode: Literal[False]) -> bytes: ...
+    @overload
+    def recv(self, timeout: float | None = None, *, decode: bool | None) -> Data: ...
+
+    def recv(self, timeout: float | None = None, *, decode: bool | None = None) -> Data:
+        """Receive the next message; `decode` and what raises as in
+        `anyws.ClientConnection.recv`.
+        """
+        return self._portal.call(partial(self._connection.recv, timeout, decode=decode))
 
     def receive_text(self, timeout: float | None = None) -> str:
         """Receive a text message; raises as `anyws.ClientConnection.receive_text`."""

@@ -74,6 +74,27 @@ async def test_echo_against_real_servers(server_uri: str, compression: str | Non
     assert ws.closed
 
 
+async def test_recv_decode(server_uri: str) -> None:
+    async with anyws.connect(server_uri) as ws:
+        messages: list[str | bytes] = ["ünï", b"\xc3\xbcn\xc3\xaf"]
+        for message in messages:
+            await ws.send(message)
+            assert await ws.recv(decode=False) == b"\xc3\xbcn\xc3\xaf"
+            await ws.send(message)
+            assert await ws.recv(decode=True) == "ünï"
+        # The overloads give mypy the type `decode` implies.
+        await ws.send("typed")
+        raw: bytes = await ws.recv(decode=False)
+        await ws.send(raw)
+        text: str = await ws.recv(decode=True)
+        assert text == "typed"
+        await ws.send(b"\xff not UTF-8")
+        with pytest.raises(UnicodeDecodeError):
+            await ws.recv(decode=True)
+        # The message that didn't decode is still the next one.
+        assert await ws.recv() == b"\xff not UTF-8"
+
+
 async def test_many_messages_both_ways(server_uri: str) -> None:
     async with anyws.connect(server_uri) as ws:
         async with anyio.create_task_group() as tg:

@@ -61,6 +61,10 @@ def test_sync_round_trip(sync_uri: str, backend: str) -> None:
         assert ws.receive_json() == {"k": 1}
         ws.send_json([1], mode="binary")
         assert ws.receive_json(mode="binary") == [1]
+        ws.send("é")
+        assert ws.recv(decode=False) == "é".encode()
+        ws.send(b"\xc3\xa9")
+        assert ws.recv(decode=True) == "é"
         ws.send_bytes(b"x")
         with pytest.raises(InvalidMessageType):
             ws.receive_text()
