@@ -5,7 +5,7 @@ async with anyws.open_websocket("wss://example.com/ws") as ws:
     print(await ws.recv())
 """
 
-from ._client import connect, open_websocket, process_exception, unix_connect
+from ._client import connect, open_websocket, unix_connect
 from ._connection import ClientConnection, PongWaiter
 from ._exceptions import (
     ConcurrencyError,
@@ -28,6 +28,7 @@ from ._exceptions import (
 )
 from ._options import ConnectOptions, Options
 from ._protocol import State
+from ._reconnect import Reconnecting, backoff_delays, process_exception, reconnecting
 from ._types import Close, Data, Headers, Request, Response
 from ._version import __version__
 
@@ -54,14 +55,17 @@ __all__ = [
     "PongWaiter",
     "ProtocolError",
     "ProxyError",
+    "Reconnecting",
     "Request",
     "Response",
     "SecurityError",
     "State",
     "WebSocketError",
     "__version__",
+    "backoff_delays",
     "connect",
     "open_websocket",
     "process_exception",
+    "reconnecting",
     "unix_connect",
 ]

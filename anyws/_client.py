@@ -17,7 +17,7 @@ import anyio
 import anyio.abc
 
 from ._connection import ClientConnection, PongWaiter
-from ._exceptions import InvalidMessage, InvalidStatus, InvalidURI, SecurityError
+from ._exceptions import InvalidStatus, InvalidURI, SecurityError
 from ._handshake import Accepted, ClientHandshake, Redirect
 from ._options import ConnectOptions, Options
 from ._protocol import ClientProtocol
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 MAX_REDIRECTS = 10  # as in `websockets` and browsers
 _HANDSHAKE_READ = 2**16
 
-__all__ = ["connect", "open_websocket", "process_exception", "unix_connect"]
+__all__ = ["connect", "open_websocket", "unix_connect"]
 
 
 class _WebSocketContext:
@@ -61,7 +61,15 @@ class _WebSocketContext:
     def __await__(self) -> Generator[Any, None, NoReturn]:
         raise TypeError(
             "anyws connections own a task group, so they are used as context managers: "
-            "`async with anyws.connect(uri) as ws:` instead of `ws = await anyws.connect(uri)`"
+            "`async with anyws.connect(uri) as ws:` instead of `ws = await anyws.connect(uri)`; "
+            "to reconnect after failures, use `anyws.reconnecting(uri)`"
+        )
+
+    def __aiter__(self) -> NoReturn:
+        raise TypeError(
+            "`async for ws in anyws.connect(uri)` isn't supported: a connection owns a task "
+            "group, entered and left by one block. Reconnect with "
+            "`async with anyws.reconnecting(uri) as connections: async for ws in connections:`"
         )
 
     async def __aenter__(self) -> ClientConnection:
@@ -254,19 +262,3 @@ def unix_connect(
     """
     options["unix_socket"] = path
     return open_websocket(uri, **options)
-
-
-def process_exception(exc: Exception) -> Exception | None:
-    """Decide whether a failure to connect is worth retrying, as in `websockets`.
-
-    Returns None for errors that may go away (network errors, timeouts, a server closing the
-    connection during the handshake, HTTP 500, 502, 503, 504); else returns `exc`, which
-    the caller should raise.
-    """
-    if isinstance(exc, (OSError, TimeoutError)):
-        return None
-    if isinstance(exc, InvalidMessage) and isinstance(exc.__cause__, EOFError):
-        return None
-    if isinstance(exc, InvalidStatus) and exc.response.status_code in (500, 502, 503, 504):
-        return None
-    return exc

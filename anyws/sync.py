@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, overload
 
+import anyio
+import anyio.abc
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from . import _connection
+from . import _connection, _reconnect
 from ._client import open_websocket
 from ._exceptions import ConnectionClosedOK
 from ._options import ConnectOptions
@@ -36,7 +39,14 @@ if TYPE_CHECKING:
     else:
         from typing_extensions import Unpack
 
-__all__ = ["ClientConnection", "connect", "open_websocket_sync", "unix_connect"]
+__all__ = [
+    "ClientConnection",
+    "Reconnecting",
+    "connect",
+    "open_websocket_sync",
+    "reconnecting",
+    "unix_connect",
+]
 
 
 class ClientConnection:
@@ -214,3 +224,116 @@ def unix_connect(
     options["unix_socket"] = path
     with connect(uri, **options) as connection:
         yield connection
+
+
+class _Next:
+    """The command to get the next connection of a reconnecting loop."""
+
+
+@dataclass
+class _Exit:
+    """The command to leave a reconnecting loop, with the exception that ended the block."""
+
+    error: BaseException | None
+
+
+_Outcome = tuple[Literal[True], _connection.ClientConnection] | tuple[Literal[False], Exception]
+
+
+class Reconnecting(Iterator[ClientConnection]):
+    """What `anyws.sync.reconnecting()` yields: an iterator of connections, a fresh one each
+    time round (see `anyws.reconnecting`).
+
+    The async loop runs in one task of the background event loop, as it must (each
+    connection's task group is entered and left by that task); the iterator sends it
+    commands and waits for their outcome.
+    """
+
+    def __init__(self, portal: BlockingPortal, connections: _reconnect.Reconnecting) -> None:
+        self._portal = portal
+        self._connections = connections
+        self._commands, self._received_commands = anyio.create_memory_object_stream[_Next | _Exit](
+            1
+        )
+        self._outcomes, self._received_outcomes = anyio.create_memory_object_stream[_Outcome](1)
+
+    async def _run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        await self._connections.__aenter__()
+        task_status.started()
+        error: BaseException | None = None
+        try:
+            while True:
+                command = await self._received_commands.receive()
+                if isinstance(command, _Exit):
+                    error = command.error
+                    break
+                try:
+                    outcome: _Outcome = (True, await self._connections.__anext__())
+                except Exception as exc:
+                    outcome = (False, exc)
+                await self._outcomes.send(outcome)
+        finally:
+            try:
+                await self._connections.__aexit__(
+                    None if error is None else type(error),
+                    error,
+                    None if error is None else error.__traceback__,
+                )
+            finally:
+                for stream in (
+                    self._commands,
+                    self._received_commands,
+                    self._outcomes,
+                    self._received_outcomes,
+                ):
+                    stream.close()
+
+    def __next__(self) -> ClientConnection:
+        """Close the current connection (if any) and return a new one; raises as the
+        `async for` of `anyws.reconnecting` does.
+        """
+        self._portal.call(self._commands.send, _Next())
+        succeeded, value = self._portal.call(self._received_outcomes.receive)
+        if not succeeded:
+            assert isinstance(value, Exception)
+            raise value
+        assert isinstance(value, _connection.ClientConnection)
+        return ClientConnection(self._portal, value)
+
+
+@contextmanager
+def reconnecting(
+    uri: str,
+    *,
+    backend: Literal["asyncio", "trio"] = "asyncio",
+    process_exception: Callable[[Exception], Exception | None] = _reconnect.process_exception,
+    backoff: tuple[float, float, float] = _reconnect.DEFAULT_BACKOFF,
+    delays: Callable[[], Iterable[float]] | None = None,
+    **options: Unpack[ConnectOptions],
+) -> Iterator[Reconnecting]:
+    """Connect, and connect again after each failure worth retrying, for blocking use.
+
+        with anyws.sync.reconnecting(uri) as connections:
+            for ws in connections:
+                ...
+
+    Arguments and behaviour as `anyws.reconnecting`; `backend` as in `connect`.
+
+    Raises:
+        As `anyws.reconnecting`, from the `for` loop.
+    """
+    connections = _reconnect.reconnecting(
+        uri, process_exception=process_exception, backoff=backoff, delays=delays, **options
+    )
+    with start_blocking_portal(backend) as portal:
+        loop = Reconnecting(portal, connections)
+        future, _ = portal.start_task(loop._run)
+        error: BaseException | None = None
+        try:
+            yield loop
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            portal.call(loop._commands.send, _Exit(error))
+            future.result()

@@ -12,6 +12,7 @@ import asyncio_client
 import json_subscription
 import ping_latency
 import pytest
+import reconnecting
 import sync_client
 import trio_client
 import unix_socket
@@ -23,6 +24,13 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 @pytest.mark.anyio
 async def test_asyncio_client(echo_uri: str) -> None:
     assert await asyncio_client.main(echo_uri) == "Hello, Server!"
+
+
+@pytest.mark.anyio
+async def test_reconnecting() -> None:
+    async with serve(reconnecting.restarting_feed) as port:
+        updates = await reconnecting.main(f"ws://127.0.0.1:{port}/")
+    assert updates == ["price: 42"] * 3
 
 
 @pytest.mark.anyio
@@ -77,6 +85,7 @@ def test_sync_client() -> None:
         "json_subscription.py",
         "ping_latency.py",
         "unix_socket.py",
+        "reconnecting.py",
     ],
 )
 def test_scripts_run_standalone(script: str) -> None:

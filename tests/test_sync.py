@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import tempfile
 import threading
@@ -13,7 +14,7 @@ import pytest
 from echo_server import ServerConnection, serve
 
 from anyws import ConnectionClosedError, ConnectionClosedOK, InvalidMessageType, State
-from anyws.sync import connect, open_websocket_sync, unix_connect
+from anyws.sync import ClientConnection, connect, open_websocket_sync, reconnecting, unix_connect
 
 
 @contextlib.contextmanager
@@ -126,3 +127,56 @@ def test_sync_unix_connect() -> None:
         with background_server(path=path), unix_connect(path) as ws:
             ws.send("unix")
             assert ws.recv() == "unix"
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_sync_reconnecting(backend: str) -> None:
+    async def restarts_after_one_echo(connection: ServerConnection) -> None:
+        message = await connection.recv()
+        assert message is not None
+        await connection.send(message)
+        await connection.close(1012, "restarting")
+
+    closes: list[int | None] = []
+    with (
+        background_server(restarts_after_one_echo) as uri,
+        reconnecting(uri, backend=backend, delays=lambda: itertools.repeat(0.0)) as connections,  # type: ignore[arg-type]
+    ):
+        for ws in connections:
+            ws.send(f"round {len(closes) + 1}")
+            assert ws.recv(timeout=5) == f"round {len(closes) + 1}"
+            with pytest.raises(ConnectionClosedError):
+                ws.recv(timeout=5)
+            closes.append(ws.close_code)
+            if len(closes) == 2:
+                break
+    assert closes == [1012, 1012]
+
+
+def test_sync_reconnecting_raises_what_stops_it() -> None:
+    missing = os.path.join(tempfile.mkdtemp(), "no-server")
+
+    def loop() -> None:
+        with reconnecting("ws://localhost/", unix_socket=missing, delays=list) as connections:
+            for _ws in connections:
+                pytest.fail("no connection should be made")
+
+    with pytest.raises(FileNotFoundError):
+        loop()
+
+
+def test_sync_reconnecting_block_error_closes_with_1011(sync_uri: str) -> None:
+    seen: list[ClientConnection] = []
+
+    def loop() -> None:
+        with reconnecting(sync_uri) as connections:
+            for ws in connections:
+                seen.append(ws)
+                raise KeyError("mine")
+
+    with pytest.raises(KeyError):
+        loop()
+    (ws,) = seen
+    assert ws.closed
+    assert ws._connection._protocol.close_sent is not None
+    assert ws._connection._protocol.close_sent.code == 1011
