@@ -85,7 +85,9 @@ class _WebSocketContext:
                 f"timed out during the opening handshake (open_timeout={options.open_timeout}s)"
             )
         protocol: ClientProtocol[PongWaiter] = ClientProtocol(
-            accepted.extensions, max_size=options.max_size
+            accepted.extensions,
+            max_size=options.max_size,
+            compression_threshold=options.compression_threshold,
         )
         connection = ClientConnection(
             stream,
@@ -224,10 +226,10 @@ def open_websocket(
             Host header and the resource. It is closed when the block ends.
         **options: the options in `ConnectOptions`, names and defaults as in `websockets`:
             additional_headers, user_agent_header, origin, subprotocols, compression
-            ("deflate"), extensions, open_timeout (10), close_timeout (10),
-            ping_interval (20), ping_timeout (20), max_size (2**20), max_queue (32),
-            read_limit (2**16), write_limit (2**16), logger, ssl, server_hostname,
-            unix_socket, proxy (True: from the environment), proxy_ssl. See
+            ("deflate"), compression_threshold (None), extensions, open_timeout (10),
+            close_timeout (10), ping_interval (20), ping_timeout (20), max_size (2**20),
+            max_queue (32), read_limit (2**16), write_limit (2**16), logger, ssl,
+            server_hostname, unix_socket, proxy (True: from the environment), proxy_ssl. See
             `anyws.Options` for what each does.
 
     Returns:

@@ -364,12 +364,21 @@ class ClientConnection:
         | memoryview
         | Iterable[Data | bytearray | memoryview]
         | AsyncIterable[Data | bytearray | memoryview],
+        *,
+        compress: bool | None = None,
     ) -> None:
         """Send a message: `str` as text, bytes-like as binary; an iterable or async
         iterable of `str` (or of bytes-like) as one message fragmented into one frame each.
 
         Returns once the message is queued for the writer; waits first while more than
         `write_limit` bytes are waiting to be written (backpressure).
+
+        Args:
+            message: the message, or its fragments.
+            compress: on a connection that negotiated permessage-deflate, False sends this
+                message uncompressed (e.g. data that is already compressed), True
+                compresses it whatever its size; None follows `compression_threshold`.
+                Ignored without compression.
 
         Cancel-safe: the message is either queued whole or not at all, and the connection
         stays usable. The fragments of an async iterable are gathered before any is framed.
@@ -382,36 +391,44 @@ class ClientConnection:
         """
         if isinstance(message, (str, bytes, bytearray, memoryview)):
             await self._wait_writable()
-            self._protocol.send_message(message)
+            self._protocol.send_message(message, compress=compress)
         elif isinstance(message, Mapping):
             raise TypeError("a dict isn't a message; use send_json() to send JSON")
         elif isinstance(message, AsyncIterable):
             fragments = [fragment async for fragment in message]
             await self._wait_writable()
-            self._protocol.send_fragments(fragments)
+            self._protocol.send_fragments(fragments, compress=compress)
         elif isinstance(message, Iterable):
             fragments = list(message)
             await self._wait_writable()
-            self._protocol.send_fragments(fragments)
+            self._protocol.send_fragments(fragments, compress=compress)
         else:
             raise TypeError(f"a message must be str or bytes-like, not {type(message).__name__}")
         self._kick_writer()
 
-    async def send_text(self, data: str) -> None:
+    async def send_text(self, data: str, *, compress: bool | None = None) -> None:
         """Send a text message. Cancel-safe, raises as `send`; TypeError if not a str."""
         if not isinstance(data, str):
             raise TypeError(f"send_text() takes a str, not {type(data).__name__}")
-        await self.send(data)
+        await self.send(data, compress=compress)
 
-    async def send_bytes(self, data: bytes | bytearray | memoryview) -> None:
+    async def send_bytes(
+        self, data: bytes | bytearray | memoryview, *, compress: bool | None = None
+    ) -> None:
         """Send a binary message. Cancel-safe, raises as `send`; TypeError if not bytes-like."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"send_bytes() takes bytes-like data, not {type(data).__name__}")
-        await self.send(data)
+        await self.send(data, compress=compress)
 
-    async def send_json(self, data: Any, mode: Literal["text", "binary"] = "text") -> None:
+    async def send_json(
+        self,
+        data: Any,
+        mode: Literal["text", "binary"] = "text",
+        *,
+        compress: bool | None = None,
+    ) -> None:
         """Send `data` encoded as JSON, in a text message (mode "text") or as UTF-8 in a
-        binary one (mode "binary"). Cancel-safe, raises as `send`.
+        binary one (mode "binary"). Cancel-safe, raises as `send`; `compress` as in `send`.
 
         Raises:
             TypeError: `data` isn't JSON-serializable.
@@ -420,7 +437,7 @@ class ClientConnection:
         if mode not in ("text", "binary"):
             raise ValueError(f"mode must be 'text' or 'binary', not {mode!r}")
         text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-        await self.send(text if mode == "text" else text.encode("utf-8"))
+        await self.send(text if mode == "text" else text.encode("utf-8"), compress=compress)
 
     async def ping(self, data: Data | bytearray | memoryview | None = None) -> PongWaiter:
         """Send a ping; return a `PongWaiter` that, awaited, gives the round-trip time.

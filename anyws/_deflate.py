@@ -56,6 +56,8 @@ class NegotiatedDeflate(Extension):
         self._inflater: zlib._Decompress | None = None
         self._message_compressed = False
         self._frame_compressed = False
+        # Set by the protocol for a message it sends uncompressed while wsproto frames it.
+        self.skip_message = False
 
     def enabled(self) -> bool:
         """Negotiated, so always in use."""
@@ -98,7 +100,7 @@ class NegotiatedDeflate(Extension):
         fin: bool,
     ) -> tuple[RsvBits, bytes]:
         """Wsproto's hook (when wsproto frames data), served by `compress`."""
-        if opcode.iscontrol():
+        if opcode.iscontrol() or self.skip_message:
             return rsv, data
         rsv1, payload = self.compress(data, first=opcode is not Opcode.CONTINUATION, fin=fin)
         return RsvBits(rsv1, rsv.rsv2, rsv.rsv3), payload

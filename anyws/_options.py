@@ -31,6 +31,7 @@ class ConnectOptions(TypedDict, total=False):
     origin: str | None
     subprotocols: Sequence[str] | None
     compression: str | None
+    compression_threshold: int | None
     extensions: Sequence[Extension] | None
     open_timeout: float | None
     close_timeout: float | None
@@ -73,6 +74,9 @@ class Options:
         subprotocols: subprotocols to offer, by preference; see `ws.subprotocol`.
         compression: "deflate" offers permessage-deflate (RFC 7692) with
             `client_max_window_bits`; None disables compression.
+        compression_threshold: with permessage-deflate negotiated, messages smaller than
+            this many bytes (UTF-8 for text) are sent uncompressed; None compresses every
+            message. `send(..., compress=)` decides for one message.
         extensions: further wsproto `Extension` objects to offer.
         open_timeout: seconds for connecting and the opening handshake; None: no limit.
         close_timeout: seconds to wait for the closing handshake; None: no limit.
@@ -98,6 +102,7 @@ class Options:
     origin: str | None = None
     subprotocols: Sequence[str] | None = None
     compression: str | None = "deflate"
+    compression_threshold: int | None = None
     extensions: Sequence[Extension] | None = None
     open_timeout: float | None = 10
     close_timeout: float | None = 10
@@ -149,6 +154,7 @@ class Options:
         self.limits  # noqa: B018 (checked at the call, computed once)
         _check_timeout("open_timeout", self.open_timeout)
         _check_size("max_size", self.max_size, allow_none=True)
+        _check_size("compression_threshold", self.compression_threshold, allow_none=True)
         if not isinstance(self.logger, (logging.Logger, logging.LoggerAdapter, str, type(None))):
             raise TypeError("logger must be a Logger, a LoggerAdapter, a logger name or None")
 

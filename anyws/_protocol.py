@@ -169,10 +169,16 @@ class ClientProtocol(Generic[W]):
     Args:
         extensions: the extensions negotiated in the handshake.
         max_size: the largest message accepted, in bytes after decompression; None: no limit.
+        compression_threshold: with permessage-deflate, messages smaller than this many
+            bytes are sent uncompressed; None compresses every message.
     """
 
     def __init__(
-        self, extensions: Sequence[Extension] = (), *, max_size: int | None = 2**20
+        self,
+        extensions: Sequence[Extension] = (),
+        *,
+        max_size: int | None = 2**20,
+        compression_threshold: int | None = None,
     ) -> None:
         self._ws = Connection(ConnectionType.CLIENT, list(extensions))
         # Data frames are built by _frames (faster, byte-identical) unless an extension
@@ -185,6 +191,7 @@ class ClientProtocol(Generic[W]):
             else:
                 self._own_framing = False
         self.max_size = max_size
+        self.compression_threshold = compression_threshold
         if self._deflate is not None:
             self._deflate.max_size = max_size  # enforced while inflating
 
@@ -416,21 +423,32 @@ class ClientProtocol(Generic[W]):
         if self.state is not State.OPEN:
             raise self.close_exc()
 
-    def send_message(self, message: Data | bytearray | memoryview) -> None:
+    def send_message(
+        self, message: Data | bytearray | memoryview, *, compress: bool | None = None
+    ) -> None:
         """Queue one message: `str` as text, bytes-like as binary.
+
+        `compress` (with permessage-deflate negotiated): True compresses the message, False
+        sends it uncompressed (RFC 7692 §6: RSV1 clear; the compression context is left as
+        it was), None decides by `compression_threshold`. Without deflate it is ignored.
 
         Raises:
             ConnectionClosed: the connection is closing or closed.
             TypeError: the message is neither str nor bytes-like.
         """
         self._check_open()
-        self._queue_message([_payload(message)])
+        self._queue_message([_payload(message)], compress)
 
-    def send_fragments(self, fragments: Sequence[Data | bytearray | memoryview]) -> None:
+    def send_fragments(
+        self,
+        fragments: Sequence[Data | bytearray | memoryview],
+        *,
+        compress: bool | None = None,
+    ) -> None:
         """Queue one message made of several frames, one per fragment (RFC 6455 §5.4).
 
         Nothing is queued unless every fragment is valid, so a message is never half-sent.
-        An empty sequence sends nothing.
+        An empty sequence sends nothing. `compress` as in `send_message`.
 
         Raises:
             ConnectionClosed: the connection is closing or closed.
@@ -443,22 +461,30 @@ class ClientProtocol(Generic[W]):
         is_text = isinstance(payloads[0], str)
         if any(isinstance(payload, str) is not is_text for payload in payloads):
             raise TypeError("all fragments of a message must be str, or all bytes-like")
-        self._queue_message(payloads)
+        self._queue_message(payloads, compress)
 
-    def _queue_message(self, payloads: Sequence[str | bytes]) -> None:
+    def _queue_message(self, payloads: Sequence[str | bytes], compress: bool | None) -> None:
         # One message: the first frame carries the opcode, the others are continuations,
         # the last has FIN (RFC 6455 §5.4); deflate runs across the whole message.
         last = len(payloads) - 1
+        is_text = isinstance(payloads[0], str)
+        datas = [p.encode("utf-8") if isinstance(p, str) else p for p in payloads]
+        deflate = self._deflate
+        if deflate is not None and compress is None and self.compression_threshold is not None:
+            compress = sum(len(data) for data in datas) >= self.compression_threshold
         if not self._own_framing:
+            if deflate is not None:
+                deflate.skip_message = compress is False  # read by wsproto's hook
             for index, payload in enumerate(payloads):
                 self._queue_data(self._ws.send(_message(payload, finished=index == last)))
             return
-        opcode = OPCODE_TEXT if isinstance(payloads[0], str) else OPCODE_BINARY
-        for index, payload in enumerate(payloads):
-            data = payload.encode("utf-8") if isinstance(payload, str) else payload
+        if compress is False:
+            deflate = None
+        opcode = OPCODE_TEXT if is_text else OPCODE_BINARY
+        for index, data in enumerate(datas):
             rsv1 = False
-            if self._deflate is not None:
-                rsv1, data = self._deflate.compress(data, first=index == 0, fin=index == last)
+            if deflate is not None:
+                rsv1, data = deflate.compress(data, first=index == 0, fin=index == last)
             frame_opcode = opcode if index == 0 else OPCODE_CONTINUATION
             self._queue_data(client_frame(frame_opcode, data, fin=index == last, rsv1=rsv1))
 

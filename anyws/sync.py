@@ -149,23 +149,38 @@ class ClientConnection:
 
     # -- sending --------------------------------------------------------------------------
 
-    def send(self, message: Data | bytearray | memoryview | Iterable[Data]) -> None:
-        """Send a message (or an iterable of fragments); raises as `anyws.ClientConnection.send`."""
+    def send(
+        self,
+        message: Data | bytearray | memoryview | Iterable[Data],
+        *,
+        compress: bool | None = None,
+    ) -> None:
+        """Send a message (or an iterable of fragments); `compress` and what raises as in
+        `anyws.ClientConnection.send`.
+        """
         if not isinstance(message, (str, bytes, bytearray, memoryview)):
             message = list(message)  # iterate in the caller's thread
-        self._portal.call(self._connection.send, message)
+        self._portal.call(partial(self._connection.send, message, compress=compress))
 
-    def send_text(self, data: str) -> None:
+    def send_text(self, data: str, *, compress: bool | None = None) -> None:
         """Send a text message."""
-        self._portal.call(self._connection.send_text, data)
+        self._portal.call(partial(self._connection.send_text, data, compress=compress))
 
-    def send_bytes(self, data: bytes | bytearray | memoryview) -> None:
+    def send_bytes(
+        self, data: bytes | bytearray | memoryview, *, compress: bool | None = None
+    ) -> None:
         """Send a binary message."""
-        self._portal.call(self._connection.send_bytes, data)
+        self._portal.call(partial(self._connection.send_bytes, data, compress=compress))
 
-    def send_json(self, data: Any, mode: Literal["text", "binary"] = "text") -> None:
+    def send_json(
+        self,
+        data: Any,
+        mode: Literal["text", "binary"] = "text",
+        *,
+        compress: bool | None = None,
+    ) -> None:
         """Send `data` as JSON."""
-        self._portal.call(self._connection.send_json, data, mode)
+        self._portal.call(partial(self._connection.send_json, data, mode, compress=compress))
 
     def ping(self, data: Data | None = None) -> Future[float]:
         """Send a ping; return a `concurrent.futures.Future` of the round-trip time.

@@ -632,6 +632,8 @@ async def test_invalid_proxy_at_the_call(proxy: str, message: str) -> None:
         ({"ping_interval": 0}, ValueError, "ping_interval"),
         ({"ping_timeout": True}, ValueError, "ping_timeout"),
         ({"max_size": 0}, ValueError, "max_size"),
+        ({"compression_threshold": -1}, ValueError, "compression_threshold"),
+        ({"compression_threshold": 1.5}, ValueError, "compression_threshold"),
         ({"max_queue": -1}, ValueError, "max_queue"),
         ({"max_queue": (4, 8)}, ValueError, "max_queue"),
         ({"max_queue": (4, 1, 1)}, ValueError, "max_queue"),
@@ -710,3 +712,65 @@ async def test_send_after_close_is_connection_closed_ok(echo_uri: str) -> None:
         await ws.close()
         with pytest.raises(ConnectionClosedOK):
             await ws.send("late")
+
+
+async def test_per_message_compression_on_the_wire() -> None:
+    """A raw server reads the frames: RSV1 says which messages were compressed."""
+    seen: list[tuple[bool, bytes]] = []
+    done = anyio.Event()
+
+    async def reader(stream: anyio.abc.SocketStream) -> None:
+        request = await read_request(stream)
+        accept = accept_key(request_key(request)).encode()
+        await stream.send(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Extensions: permessage-deflate\r\n"
+            b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+        )
+        buffer = b""
+
+        async def take(size: int) -> bytes:
+            nonlocal buffer
+            while len(buffer) < size:
+                buffer += await stream.receive()
+            chunk, buffer = buffer[:size], buffer[size:]
+            return chunk
+
+        for _ in range(3):
+            first, second = await take(2)
+            length = second & 0x7F
+            if length == 126:
+                (length,) = struct.unpack("!H", await take(2))
+            mask = await take(4)
+            payload = bytes(b ^ mask[i % 4] for i, b in enumerate(await take(length)))
+            seen.append((bool(first & 0x40), payload))
+        done.set()
+        await anyio.sleep_forever()
+
+    async with (
+        raw_server(reader) as port,
+        anyws.connect(
+            f"ws://127.0.0.1:{port}/", compression_threshold=100, close_timeout=0.1
+        ) as ws,
+    ):
+        await ws.send("x" * 1000)  # over the threshold: compressed
+        await ws.send("tiny")  # under it: as is
+        await ws.send(b"\x1f\x8b already gzipped" * 10, compress=False)
+        await done.wait()
+    assert [compressed for compressed, _ in seen] == [True, False, False]
+    assert len(seen[0][1]) < 100
+    assert seen[1][1] == b"tiny"
+    assert seen[2][1] == b"\x1f\x8b already gzipped" * 10
+
+
+async def test_mixed_compression_against_a_real_decompressor() -> None:
+    async with (
+        websockets_server(compression="deflate") as uri,
+        anyws.connect(uri, compression_threshold=64) as ws,
+    ):
+        for index, compress in enumerate([None, False, True, None, False, None]):
+            message = f"message {index} " * (1 + index * 20)
+            await ws.send(message, compress=compress)
+            assert await ws.recv() == message
+        await ws.send_json({"k": "v" * 100}, compress=False)
+        assert await ws.receive_json() == {"k": "v" * 100}

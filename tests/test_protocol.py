@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -18,7 +19,7 @@ from wsproto.events import (
     Pong,
     TextMessage,
 )
-from wsproto.extensions import PerMessageDeflate
+from wsproto.extensions import Extension, PerMessageDeflate
 
 from anyws import (
     Close,
@@ -637,3 +638,55 @@ def test_fail_while_failing_commits_the_deferred_close() -> None:
 def test_utf8_completion(tail: bytes, completion: bytes) -> None:
     assert utf8_completion(tail) == completion
     (tail + completion).decode("utf-8")  # a whole character, whatever was open
+
+
+@pytest.mark.parametrize("own_framing", [True, False])
+def test_per_message_compression_control(own_framing: bool) -> None:
+    client, server = pair(deflate=True)
+    if not own_framing:
+        # Another extension makes wsproto frame the messages: the choice must still hold.
+        deflate = negotiate_deflate([("client_max_window_bits", "15")])
+        client = ClientProtocol[str]([deflate, PassThrough()])
+    client.compression_threshold = 100
+    cases: list[tuple[Data, bool | None, bool]] = [
+        ("a" * 1000, None, True),  # over the threshold
+        ("tiny", None, False),  # under it
+        (b"x" * 1000, False, False),  # refused for this message
+        ("y" * 10, True, True),  # forced for this one
+        ("a" * 1000, None, True),  # the context is intact after uncompressed messages
+    ]
+    for message, compress, compressed in cases:
+        client.send_message(message, compress=compress)
+        raw = b"".join(client.data_to_send())
+        assert bool(raw[0] & 0x40) is compressed  # RSV1 (RFC 7692 §6)
+        server.receive_data(raw)
+        (event,) = server.events()
+        assert isinstance(event, (TextMessage, BytesMessage))
+        assert event.data == message
+    client.send_fragments([b"b" * 10, b"c" * 10], compress=False)
+    raw = b"".join(client.data_to_send())
+    assert not raw[0] & 0x40
+    assert [e.data for e in to_server_raw(raw, server)] == [b"b" * 10, b"c" * 10]
+
+
+class PassThrough(Extension):
+    name = "x-pass-through"
+
+    def enabled(self) -> bool:
+        return True
+
+    def offer(self) -> bool:
+        return True
+
+
+def to_server_raw(raw: bytes, server: Connection) -> list[Any]:
+    server.receive_data(raw)
+    return list(server.events())
+
+
+def test_compression_control_without_deflate_is_ignored() -> None:
+    client, server = pair()
+    client.send_message("plain", compress=True)
+    (event,) = to_server(client, server)
+    assert isinstance(event, TextMessage)
+    assert event.data == "plain"

@@ -62,6 +62,14 @@ def test_sync_round_trip(sync_uri: str, backend: str) -> None:
         assert ws.receive_json() == {"k": 1}
         ws.send_json([1], mode="binary")
         assert ws.receive_json(mode="binary") == [1]
+        ws.send("uncompressed", compress=False)
+        assert ws.recv() == "uncompressed"
+        ws.send_text("t", compress=True)
+        assert ws.recv() == "t"
+        ws.send_bytes(b"b", compress=False)
+        assert ws.recv() == b"b"
+        ws.send_json([2], compress=False)
+        assert ws.receive_json() == [2]
         ws.send("é")
         assert ws.recv(decode=False) == "é".encode()
         ws.send(b"\xc3\xa9")
