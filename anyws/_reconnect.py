@@ -127,7 +127,7 @@ class Reconnecting:
     ) -> None:
         # The current connection closes as a block would: 1000, 1011 if the loop raised,
         # 1001 without waiting if it was cancelled. The exception leaves unchanged.
-        await self._leave_current(exc_type, exc, traceback)
+        await self._leave_current(exc)
 
     def __aiter__(self) -> Reconnecting:
         return self
@@ -143,7 +143,7 @@ class Reconnecting:
         if not self._entered:
             raise RuntimeError("use `async for` inside `async with anyws.reconnecting(...)`")
         delay = self._after_connection()
-        await self._leave_current(None, None, None)
+        await self._leave_current(None)
         while True:
             if delay is not None:
                 await anyio.sleep(delay)
@@ -184,15 +184,13 @@ class Reconnecting:
         logger.info("reconnecting to %s in %.1f s after %s", self._uri, delay, _describe(cause))
         return delay
 
-    async def _leave_current(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def _leave_current(self, exc: BaseException | None) -> None:
         context, self._context = self._context, None
         if context is not None:
-            await context.__aexit__(exc_type, exc, traceback)
+            if exc is None:
+                await context.__aexit__(None, None, None)
+            else:
+                await context.__aexit__(type(exc), exc, exc.__traceback__)
 
 
 def _describe(exc: Exception) -> str:

@@ -4,6 +4,7 @@ transport (no sockets). These tests are about the asyncio backend only."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -178,20 +179,21 @@ async def test_send_eof_and_addresses() -> None:
     assert stream.extra(SocketAttribute.raw_socket) == "raw"
 
 
-async def test_light_event() -> None:
-    from anyws._connection import _AsyncioEvent
-
-    event = _AsyncioEvent()
+async def woken_after_one_was_cancelled(
+    wait: Callable[[], Awaitable[None]], wake: Callable[[], None]
+) -> list[str]:
+    """Two tasks wait; one is cancelled (its future with it) just before `wake()`: only
+    the other wakes."""
     woken: list[str] = []
     cancelled_scope = anyio.CancelScope()
 
     async def cancelled_waiter() -> None:
         with cancelled_scope:
-            await event.wait()
+            await wait()
             woken.append("cancelled")
 
     async def waiter() -> None:
-        await event.wait()
+        await wait()
         woken.append("waiter")
 
     async with anyio.create_task_group() as tg:
@@ -199,8 +201,15 @@ async def test_light_event() -> None:
         tg.start_soon(waiter)
         await anyio.wait_all_tasks_blocked()
         cancelled_scope.cancel()  # its future is cancelled now, before it runs again
-        event.set()
-    assert woken == ["waiter"]
+        wake()
+    return woken
+
+
+async def test_light_event() -> None:
+    from anyws._connection import _AsyncioEvent
+
+    event = _AsyncioEvent()
+    assert await woken_after_one_was_cancelled(event.wait, event.set) == ["waiter"]
     assert event.is_set()
     await event.wait()  # already set: returns at once
 
@@ -218,24 +227,7 @@ async def test_aclose_wakes_a_waiting_sender() -> None:
 async def test_drain_waiters_are_woken_each_once() -> None:
     stream, protocol, _ = make_stream()
     protocol.pause_writing()
-    woken: list[str] = []
-    cancelled_scope = anyio.CancelScope()
-
-    async def cancelled_waiter() -> None:
-        with cancelled_scope:
-            await stream.wait_writable()
-            woken.append("cancelled")
-
-    async def waiter() -> None:
-        await stream.wait_writable()
-        woken.append("waiter")
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(cancelled_waiter)
-        tg.start_soon(waiter)
-        await anyio.wait_all_tasks_blocked()
-        cancelled_scope.cancel()  # its future is cancelled now, before it runs again
-        protocol.resume_writing()
+    woken = await woken_after_one_was_cancelled(stream.wait_writable, protocol.resume_writing)
     assert woken == ["waiter"]
     assert protocol.drain_waiters == []
 
