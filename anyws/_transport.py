@@ -1,17 +1,20 @@
 """The byte stream under a connection: TCP (happy eyeballs), TLS, a Unix socket, or a
-tunnel through an HTTP proxy (CONNECT). Connection failures leave as the same `OSError` on
-both backends: a refused port is `ConnectionRefusedError` on trio as on asyncio.
+tunnel through an HTTP proxy (CONNECT) or a SOCKS proxy (with the `socks` extra).
+Connection failures leave as the same `OSError` on both backends: a refused port is
+`ConnectionRefusedError` on trio as on asyncio.
 """
 
 from __future__ import annotations
 
 import base64
+import math
 import os
 import ssl as ssl_module
 import sys
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import anyio
 import anyio.abc
@@ -38,12 +41,28 @@ _PROXY_VARIABLES = tuple(
 )
 
 
-def resolve_proxy(proxy: str | bool | None, uri: WebSocketURI) -> WebSocketURI | None:
-    """Return the proxy to go through, or None. `True` reads the environment like
-    `urllib.request` (HTTPS_PROXY for wss, HTTP_PROXY for ws, NO_PROXY honoured).
+SOCKS_SCHEMES = ("socks5h", "socks5", "socks4a", "socks4")
+
+
+@dataclass(frozen=True)
+class SocksProxy:
+    """A SOCKS proxy: `scheme` is one of `SOCKS_SCHEMES` (socks5h and socks4a let the
+    proxy resolve the server's name; socks5 and socks4 resolve it here).
+    """
+
+    scheme: str
+    host: str
+    port: int
+    user_info: tuple[str, str] | None
+
+
+def resolve_proxy(proxy: str | bool | None, uri: WebSocketURI) -> WebSocketURI | SocksProxy | None:
+    """Return the proxy to go through, or None: an HTTP(S) proxy as a `WebSocketURI`, a
+    SOCKS proxy as a `SocksProxy`. `True` reads the environment like `urllib.request`
+    (HTTPS_PROXY for wss, HTTP_PROXY for ws, then ALL_PROXY; NO_PROXY honoured).
 
     Raises:
-        ProxyError: the proxy URL is unusable or not http(s)://.
+        ProxyError: the proxy URL is unusable or of an unsupported scheme.
     """
     if proxy is None or proxy is False:
         return None
@@ -58,9 +77,10 @@ def resolve_proxy(proxy: str | bool | None, uri: WebSocketURI) -> WebSocketURI |
             return None
         proxy = url
     parsed = urllib.parse.urlsplit(proxy)
-    if parsed.scheme not in ("http", "https"):
+    if parsed.scheme not in ("http", "https", *SOCKS_SCHEMES):
         raise ProxyError(
-            f"unsupported proxy {proxy!r}: anyws supports http:// and https:// (CONNECT) proxies"
+            f"unsupported proxy {proxy!r}: anyws supports http:// and https:// (CONNECT) "
+            "and socks5h://, socks5://, socks4a://, socks4:// proxies"
         )
     try:
         port = parsed.port
@@ -74,6 +94,8 @@ def resolve_proxy(proxy: str | bool | None, uri: WebSocketURI) -> WebSocketURI |
             urllib.parse.unquote(parsed.username),
             urllib.parse.unquote(parsed.password or ""),
         )
+    if parsed.scheme in SOCKS_SCHEMES:
+        return SocksProxy(parsed.scheme, parsed.hostname, port or 1080, user_info)
     secure = parsed.scheme == "https"
     return WebSocketURI(
         secure=secure,
@@ -114,7 +136,7 @@ def attempt_errors(error: BaseException | None) -> list[OSError]:
 
 
 async def open_transport(
-    uri: WebSocketURI, options: Options, proxy: WebSocketURI | None
+    uri: WebSocketURI, options: Options, proxy: WebSocketURI | SocksProxy | None
 ) -> anyio.abc.ByteStream:
     """Open the stream the handshake goes over.
 
@@ -144,6 +166,8 @@ async def open_transport(
         stream = await anyio.connect_unix(unix_socket)
     elif proxy is None:
         return await _connect_tcp(uri.host, uri.port, context, hostname)
+    elif isinstance(proxy, SocksProxy):
+        stream = await _open_socks(proxy, uri)
     else:
         stream = await _open_tunnel(proxy, uri, options.proxy_ssl)
     if context is None:
@@ -171,6 +195,46 @@ async def _connect_tcp(
         # anyio reports "All connection attempts failed", the errors as its cause; other
         # errors (a failed name lookup) are raised as they are.
         raise connect_error(attempt_errors(exc.__cause__) or [exc]) from None
+
+
+async def _open_socks(proxy: SocksProxy, uri: WebSocketURI) -> anyio.abc.ByteStream:
+    """Connect to the server through a SOCKS proxy (RFC 1928, RFC 1929 for credentials;
+    SOCKS4/4a), with the `python-socks` package.
+    """
+    try:
+        from python_socks import ProxyConnectionError, ProxyTimeoutError, ProxyType
+        from python_socks import ProxyError as SocksError
+        from python_socks._errors import IncompleteReadError
+        from python_socks.async_.anyio import Proxy
+    except ImportError:
+        raise ProxyError(
+            f"a {proxy.scheme}:// proxy needs the python-socks package: pip install 'anyws[socks]'"
+        ) from None
+    username, password = proxy.user_info or (None, None)
+    socks = Proxy(
+        ProxyType.SOCKS5 if proxy.scheme.startswith("socks5") else ProxyType.SOCKS4,
+        proxy.host,
+        proxy.port,
+        username,
+        password,
+        rdns=proxy.scheme in ("socks5h", "socks4a"),
+    )
+    try:
+        # open_timeout bounds the whole handshake; python-socks wants a number of its own.
+        stream: anyio.abc.ByteStream = await socks.connect(uri.host, uri.port, timeout=math.inf)
+    except ProxyConnectionError as exc:
+        raise ProxyError(
+            f"failed to connect to the proxy {proxy.host}:{proxy.port}: {exc}"
+        ) from exc
+    except (SocksError, ProxyTimeoutError) as exc:
+        raise ProxyError(f"the SOCKS proxy refused the connection: {exc}") from exc
+    except IncompleteReadError as exc:
+        # python-socks 3.2's anyio proxy lets this one through (it catches asyncio's).
+        raise ProxyError(
+            "the SOCKS proxy closed the connection during its handshake "
+            "(wrong credentials, or a SOCKS version it doesn't speak?)"
+        ) from exc
+    return stream
 
 
 async def _open_tunnel(

@@ -610,7 +610,7 @@ async def test_proxy_errors(unused_tcp_port: int, echo_uri: str) -> None:
 @pytest.mark.parametrize(
     ("proxy", "message"),
     [
-        ("socks5://127.0.0.1:1080", "unsupported proxy"),
+        ("ftp://127.0.0.1:21", "unsupported proxy"),
         ("http://127.0.0.1:port", "invalid proxy URL"),
         ("http://", "no host"),
     ],
