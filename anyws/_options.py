@@ -10,6 +10,7 @@ import functools
 import logging
 import os
 import ssl as ssl_module
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias, TypedDict
@@ -27,6 +28,7 @@ class ConnectOptions(TypedDict, total=False):
     """The keyword options of `open_websocket` (see `Options` for what each does)."""
 
     additional_headers: HeadersLike | None
+    extra_headers: HeadersLike | None  # the seed's deprecated name of additional_headers
     user_agent_header: str | None
     origin: str | None
     subprotocols: Sequence[str] | None
@@ -127,6 +129,16 @@ class Options:
             TypeError: an unknown option, or an option of the wrong type.
             ValueError: an option with an invalid value (the message names it).
         """
+        if "extra_headers" in options:
+            warnings.warn(
+                "extra_headers is deprecated; use additional_headers",
+                DeprecationWarning,
+                stacklevel=3,  # the caller of open_websocket()
+            )
+            options = dict(options)
+            if "additional_headers" in options:
+                raise TypeError("give additional_headers or extra_headers, not both")
+            options["additional_headers"] = options.pop("extra_headers")
         unknown = sorted(set(options) - _NAMES)
         if unknown:
             raise TypeError(f"unknown option(s): {', '.join(unknown)}")

@@ -774,3 +774,16 @@ async def test_mixed_compression_against_a_real_decompressor() -> None:
             assert await ws.recv() == message
         await ws.send_json({"k": "v" * 100}, compress=False)
         assert await ws.receive_json() == {"k": "v" * 100}
+
+
+async def test_extra_headers_is_a_deprecated_alias(echo_uri: str) -> None:
+    with pytest.warns(DeprecationWarning, match="additional_headers") as warned:
+        context = anyws.connect(echo_uri, extra_headers={"X-Old": "1"})
+    assert warned[0].filename == __file__  # blamed on the caller
+    async with context as ws:
+        assert ws.request.headers["X-Old"] == "1"
+    with (
+        pytest.raises(TypeError, match="not both"),
+        pytest.warns(DeprecationWarning, match="extra"),
+    ):
+        anyws.connect(echo_uri, extra_headers={}, additional_headers={})
