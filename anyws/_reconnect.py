@@ -178,7 +178,7 @@ class Reconnecting:
         return self._next_delay(closed)
 
     def _next_delay(self, cause: Exception) -> float:
-        delay = next(iter(self._delays), None)
+        delay = next(self._delays, None)
         if delay is None:
             raise cause  # the delays ran out: give up with the last failure
         logger.info("reconnecting to %s in %.1f s after %s", self._uri, delay, _describe(cause))
