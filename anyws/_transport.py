@@ -204,12 +204,16 @@ async def _open_socks(proxy: SocksProxy, uri: WebSocketURI) -> anyio.abc.ByteStr
     try:
         from python_socks import ProxyConnectionError, ProxyTimeoutError, ProxyType
         from python_socks import ProxyError as SocksError
-        from python_socks._errors import IncompleteReadError
         from python_socks.async_.anyio import Proxy
     except ImportError:
         raise ProxyError(
             f"a {proxy.scheme}:// proxy needs the python-socks package: pip install 'anyws[socks]'"
         ) from None
+    # python-socks 3.2's anyio proxy lets its own IncompleteReadError through (it catches
+    # asyncio's); the class is private, so a release without it mustn't break the import.
+    incomplete_read: type[Exception] = getattr(
+        sys.modules.get("python_socks._errors"), "IncompleteReadError", SocksError
+    )
     username, password = proxy.user_info or (None, None)
     socks = Proxy(
         ProxyType.SOCKS5 if proxy.scheme.startswith("socks5") else ProxyType.SOCKS4,
@@ -228,8 +232,7 @@ async def _open_socks(proxy: SocksProxy, uri: WebSocketURI) -> anyio.abc.ByteStr
         ) from exc
     except (SocksError, ProxyTimeoutError) as exc:
         raise ProxyError(f"the SOCKS proxy refused the connection: {exc}") from exc
-    except IncompleteReadError as exc:
-        # python-socks 3.2's anyio proxy lets this one through (it catches asyncio's).
+    except incomplete_read as exc:
         raise ProxyError(
             "the SOCKS proxy closed the connection during its handshake "
             "(wrong credentials, or a SOCKS version it doesn't speak?)"
