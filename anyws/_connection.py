@@ -23,6 +23,7 @@ writer. Any other stream (trio, a stream passed by the caller) has a writer task
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import json
 import logging
@@ -31,7 +32,7 @@ import os
 from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Generator, Iterable, Mapping
 from contextlib import nullcontext
-from typing import Any, Literal, Protocol, overload
+from typing import Any, Generic, Literal, Protocol, TypeVar, overload
 
 import anyio
 import anyio.abc
@@ -45,8 +46,10 @@ from ._exceptions import (
     InvalidMessageType,
 )
 from ._options import Limits
-from ._protocol import ClientProtocol, PongReceived, State
+from ._protocol import ClientProtocol, PartialMessage, PongReceived, State
 from ._types import Data, Request, Response
+
+FragmentT = TypeVar("FragmentT", bound=Data)
 
 _TRANSPORT_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 
@@ -147,6 +150,125 @@ class PongWaiter(Awaitable[float]):
         return self.wait().__await__()
 
 
+class MessageStream(Generic[FragmentT]):
+    """What `ClientConnection.recv_streaming()` returns: an async iterator over the
+    fragments of the next message, as they arrive.
+
+    Iterating again after a cancellation goes on with the next fragment. `aclose()`
+    discards the rest of the message at once; otherwise the next receiving call does.
+    """
+
+    __slots__ = ("_connection", "_decode", "_decoder", "_done", "_message", "_yielded")
+
+    def __init__(self, connection: ClientConnection, decode: bool | None) -> None:
+        self._connection = connection
+        self._decode = decode
+        self._message: PartialMessage | None = None  # once its first fragment was taken
+        self._decoder: codecs.IncrementalDecoder | None = None
+        self._yielded = False
+        self._done = False
+
+    def __aiter__(self) -> MessageStream[FragmentT]:
+        return self
+
+    async def __anext__(self) -> FragmentT:
+        if self._done:
+            raise StopAsyncIteration
+        connection = self._connection
+        if self._message is not None and connection._streamed is not self:
+            self._done = True
+            raise ConcurrencyError(
+                "another receiving call discarded the rest of this message before it ended"
+            )
+        if connection._receiving:
+            raise ConcurrencyError("another task is already receiving on this connection")
+        connection._receiving = True
+        try:
+            return await self._next_fragment()
+        finally:
+            connection._receiving = False
+
+    async def _next_fragment(self) -> FragmentT:
+        connection = self._connection
+        message = self._message
+        if message is None:
+            if connection._streamed is not None:
+                connection._streamed._discard()
+            head = await connection._next_message(complete=False)
+            if not isinstance(head, PartialMessage):
+                fragment = head if self._decode is None else _convert(head, self._decode)
+                connection._messages.popleft()
+                connection._took_message()
+                self._done = True
+                return fragment  # type: ignore[return-value]
+            if self._decode is True and not head.text:
+                self._decoder = codecs.getincrementaldecoder("utf-8")()
+            self._message = message = head
+            connection._streamed = self
+        while True:
+            while message.fragments:
+                fragment = self._convert(message.fragments[0], final=False)
+                message.fragments.popleft()  # after the conversion: a failure keeps it
+                if fragment:
+                    self._yielded = True
+                    return fragment
+            if message.complete:
+                # The end: a decoder may still hold an incomplete sequence (an error), and
+                # an empty message is one empty fragment.
+                fragment = self._convert(b"" if self._decoder else message.join(), final=True)
+                self._end()
+                if fragment or not self._yielded:
+                    self._yielded = True
+                    return fragment
+                raise StopAsyncIteration
+            if message.abandoned:
+                # The connection failed before the last fragment; what follows is the
+                # close, reported as `recv` reports it.
+                self._end()
+                await connection._next_message(complete=False)
+                raise connection._protocol.close_exc()  # pragma: no cover (nothing follows)
+            connection._awaiting_whole = False
+            connection._message_arrived = connection._new_event()
+            await connection._message_arrived.wait()
+
+    def _convert(self, fragment: Data, *, final: bool) -> FragmentT:
+        if self._decoder is not None:
+            return self._decoder.decode(fragment, final)  # type: ignore[arg-type,return-value]
+        if self._decode is False and isinstance(fragment, str):
+            return fragment.encode("utf-8")  # type: ignore[return-value]
+        return fragment  # type: ignore[return-value]
+
+    def _end(self) -> None:
+        """The iteration is over: the message was read to its end, or failed."""
+        self._done = True
+        self._release()
+
+    def _release(self) -> None:
+        # The message leaves the queue; the connection streams no message.
+        connection = self._connection
+        connection._streamed = None
+        message = self._message
+        messages = connection._messages
+        if messages and messages[0] is message:
+            messages.popleft()
+            connection._took_message()
+
+    def _discard(self) -> None:
+        """Abandon the rest of the message: the protocol keeps no more of it. Iterating
+        again raises `ConcurrencyError` (another receive took over), unless closed.
+        """
+        assert self._message is not None  # only a stream that took a message is current
+        self._message.abandon()
+        self._release()
+
+    async def aclose(self) -> None:
+        """Discard the rest of the message now, if the iteration didn't reach its end."""
+        if self._message is not None and self._connection._streamed is self:
+            self._discard()
+        self._done = True
+        await anyio.lowlevel.checkpoint()
+
+
 class ClientConnection:
     """An open WebSocket connection; `open_websocket` creates it.
 
@@ -183,8 +305,10 @@ class ClientConnection:
         self.remote_address: Any = stream.extra(SocketAttribute.remote_address, None)
         """The server's address: (host, port) for TCP, a path for a Unix socket."""
 
-        self._messages: deque[Data] = deque()
+        self._messages: deque[Data | PartialMessage] = deque()
         self._receiving = False
+        self._streamed: MessageStream[Any] | None = None  # streams the message at the queue's head
+        self._awaiting_whole = True  # what the receiver waits for: a whole message, or a part
         self._new_event = event_class()
         # Each event is made when somebody waits on it; None while nobody does.
         self._message_arrived: Event | None = None
@@ -200,6 +324,7 @@ class ClientConnection:
         # The asyncio transport as the writer (see the module's docstring), else None.
         self._direct = stream if isinstance(stream, AsyncioStream) else None
         self._write_batch_open = False
+        self._fragmented_send: Event | None = None  # set while a message is streamed out
         self._heartbeat_scope: anyio.CancelScope | None = None
         if self._direct is not None:
             self._direct.set_write_limits(limits.write_limit_high, limits.write_limit_low)
@@ -273,31 +398,101 @@ class ClientConnection:
             TimeoutError: no message within `timeout` seconds.
             ConcurrencyError: another task is already waiting in `recv`.
         """
-        if self._receiving:
-            raise ConcurrencyError("another task is already receiving on this connection")
-        self._receiving = True
+        self._start_receiving()
         try:
             with nullcontext() if timeout is None else anyio.fail_after(timeout):
-                messages = self._messages
-                while not messages:
-                    if self._protocol.failure_pending:
-                        # Every message before the bad input has been taken (and could be
-                        # answered): now the close frame goes out.
-                        self._commit_failure()
-                    # Reported once the transport is closed, as in `websockets`: then
-                    # `closed`, `close_code` and the exception agree.
-                    if self._transport_closed.is_set():
-                        raise self._protocol.close_exc()
-                    self._message_arrived = self._new_event()
-                    await self._message_arrived.wait()
-                # Converted before it leaves the queue: a failed decode loses nothing.
-                message = messages[0] if decode is None else _convert(messages[0], decode)
-                messages.popleft()
-                if self._queue_space is not None and self._has_queue_room():
-                    self._queue_space.set()
-                return message
+                head = await self._next_message(complete=True)
+                message = head.join() if type(head) is PartialMessage else head
+                if decode is not None:
+                    # Converted before it leaves the queue: a failed decode loses nothing.
+                    message = _convert(message, decode)  # type: ignore[arg-type]
+                self._messages.popleft()
+                self._took_message()
+                return message  # type: ignore[return-value]
         finally:
             self._receiving = False
+
+    def _start_receiving(self) -> None:
+        if self._receiving:
+            raise ConcurrencyError("another task is already receiving on this connection")
+        if self._streamed is not None:
+            self._streamed._discard()  # starting another receive abandons a streamed message
+        self._receiving = True
+
+    async def _next_message(self, *, complete: bool) -> Data | PartialMessage:
+        """Wait for the message at the head of the queue (if `complete`, for all of it) and
+        return it, leaving it queued.
+
+        Raises:
+            ConnectionClosed: the connection is closed and no message is left.
+        """
+        messages = self._messages
+        while True:
+            if messages:
+                head = messages[0]
+                if type(head) is not PartialMessage or head.complete:
+                    return head
+                if head.abandoned:  # the connection failed before its last frame
+                    messages.popleft()
+                    self._took_message()
+                    continue
+                if not complete:
+                    return head
+            else:
+                if self._protocol.failure_pending:
+                    # Every message before the bad input has been taken (and could be
+                    # answered): now the close frame goes out.
+                    self._commit_failure()
+                # Reported once the transport is closed, as in `websockets`: then `closed`,
+                # `close_code` and the exception agree.
+                if self._transport_closed.is_set():
+                    raise self._protocol.close_exc()
+            self._awaiting_whole = complete
+            self._message_arrived = self._new_event()
+            await self._message_arrived.wait()
+
+    def _took_message(self) -> None:
+        if self._queue_space is not None and self._has_queue_room():
+            self._queue_space.set()
+
+    @overload
+    def recv_streaming(self, *, decode: None = None) -> MessageStream[Data]: ...
+    @overload
+    def recv_streaming(self, *, decode: Literal[True]) -> MessageStream[str]: ...
+    @overload
+    def recv_streaming(self, *, decode: Literal[False]) -> MessageStream[bytes]: ...
+    @overload
+    def recv_streaming(self, *, decode: bool | None) -> MessageStream[Data]: ...
+
+    def recv_streaming(self, *, decode: bool | None = None) -> MessageStream[Any]:
+        """Receive the next message in fragments, as they arrive:
+        `async for fragment in ws.recv_streaming(): ...`.
+
+        Fragments are `str` for a text message (never ending inside a UTF-8 sequence) and
+        `bytes` for a binary one; an empty message gives one empty fragment. A message that
+        arrived whole is one fragment. `max_size` bounds the whole message, as for `recv`.
+
+        Abandoning the iteration before the end (`break`, an exception, cancellation)
+        discards the rest of the message when the next receiving call starts (or at once
+        with `aclose()`); that call gets the next message: the connection stays usable.
+
+        Cancel-safe: cancelled before its first fragment, the iteration loses nothing (the
+        message stays queued); cancelled while waiting for a later fragment, it loses
+        nothing either: iterating again goes on with the next fragment.
+
+        Args:
+            decode: as in `recv`: False gives a text message's fragments as UTF-8 bytes,
+                True decodes a binary message's fragments as UTF-8 text (incrementally).
+
+        Raises (while iterating):
+            UnicodeDecodeError: `decode=True` and the binary message isn't UTF-8. Before the
+                first fragment the message stays queued; later the rest is discarded.
+            ConnectionClosed: the connection closed before the message started, or before
+                its last fragment arrived (then with the cause, as `recv`).
+            ConcurrencyError: another task is receiving, or another receiving call took
+                over before this message was finished.
+        """
+        return MessageStream(self, decode)
 
     async def receive_text(self, timeout: float | None = None) -> str:
         """Receive the next message, which must be text. Cancel-safe.
@@ -367,21 +562,32 @@ class ClientConnection:
         *,
         compress: bool | None = None,
     ) -> None:
-        """Send a message: `str` as text, bytes-like as binary; an iterable or async
-        iterable of `str` (or of bytes-like) as one message fragmented into one frame each.
+        """Send a message: `str` as text, bytes-like as binary; the fragments of one
+        message as a list or tuple, or streamed from an iterator or async iterable.
 
         Returns once the message is queued for the writer; waits first while more than
         `write_limit` bytes are waiting to be written (backpressure).
+
+        A list or tuple of fragments (all `str`, or all bytes-like) is sent as one frame
+        each, queued whole. Any other iterable, and every async iterable, is streamed: each
+        fragment is framed and queued as it comes, under the same backpressure, so the
+        message is never held whole; an empty final frame ends it (RFC 6455 §5.4). Other
+        messages wait until it ends. If the source raises, or a fragment has the wrong
+        type, once the first fragment was sent, the message can't be finished: the
+        connection closes with 1011 and the exception propagates.
 
         Args:
             message: the message, or its fragments.
             compress: on a connection that negotiated permessage-deflate, False sends this
                 message uncompressed (e.g. data that is already compressed), True
-                compresses it whatever its size; None follows `compression_threshold`.
-                Ignored without compression.
+                compresses it whatever its size; None follows `compression_threshold`
+                (a streamed message, whose size isn't known, is compressed). Ignored without
+                compression.
 
-        Cancel-safe: the message is either queued whole or not at all, and the connection
-        stays usable. The fragments of an async iterable are gathered before any is framed.
+        Cancel-safe for a message queued whole: it is either queued or not at all, and the
+        connection stays usable. A streamed send cancelled before its first fragment was
+        queued sends nothing; cancelled later, it closes the connection with 1011, as a
+        source that raises does.
 
         Raises:
             ConnectionClosed: the connection is closing or closed, also when it closes
@@ -390,21 +596,73 @@ class ClientConnection:
                 text and bytes.
         """
         if isinstance(message, (str, bytes, bytearray, memoryview)):
+            if self._fragmented_send is not None:
+                await self._wait_fragmented_send()
             await self._wait_writable()
             self._protocol.send_message(message, compress=compress)
         elif isinstance(message, Mapping):
             raise TypeError("a dict isn't a message; use send_json() to send JSON")
+        elif isinstance(message, (list, tuple)):
+            if self._fragmented_send is not None:
+                await self._wait_fragmented_send()
+            await self._wait_writable()
+            self._protocol.send_fragments(message, compress=compress)
         elif isinstance(message, AsyncIterable):
-            fragments = [fragment async for fragment in message]
-            await self._wait_writable()
-            self._protocol.send_fragments(fragments, compress=compress)
+            async_fragments = aiter(message)
+            await self._send_streamed(lambda: anext(async_fragments, _END), compress)
+            return
         elif isinstance(message, Iterable):
-            fragments = list(message)
-            await self._wait_writable()
-            self._protocol.send_fragments(fragments, compress=compress)
+            fragments = iter(message)
+
+            async def next_fragment() -> Data | bytearray | memoryview | object:
+                return next(fragments, _END)
+
+            await self._send_streamed(next_fragment, compress)
+            return
         else:
             raise TypeError(f"a message must be str or bytes-like, not {type(message).__name__}")
         self._kick_writer()
+
+    async def _wait_fragmented_send(self) -> None:
+        # RFC 6455 §5.4: the frames of a streamed message can't be interleaved with others.
+        while self._fragmented_send is not None:
+            await self._fragmented_send.wait()
+
+    async def _send_streamed(
+        self, next_fragment: Callable[[], Awaitable[object]], compress: bool | None
+    ) -> None:
+        """Send a message fragment by fragment, as `next_fragment` gives them (`_END`
+        after the last).
+        """
+        await self._wait_fragmented_send()
+        protocol = self._protocol
+        fragment = await next_fragment()
+        if fragment is _END:
+            return  # an empty iterable: nothing is sent (as in `websockets`)
+        done = self._fragmented_send = self._new_event()
+        try:
+            await self._wait_writable()
+            protocol.send_fragment(fragment, compress=compress)  # type: ignore[arg-type]
+            self._kick_writer()
+            while (fragment := await next_fragment()) is not _END:
+                await self._wait_writable()
+                protocol.send_fragment(fragment)  # type: ignore[arg-type]
+                self._kick_writer()
+            protocol.finish_fragments()
+            self._kick_writer()
+        except BaseException as exc:
+            # Nothing sent yet: nothing to undo. Else the message can't be finished.
+            if isinstance(exc, Exception):
+                protocol.abort_fragments(exc)
+            else:  # cancelled (or interrupted): say so, not with the cancellation itself
+                protocol.abort_fragments(
+                    ConnectionAbortedError("a streamed send stopped before its message ended")
+                )
+            self._kick_writer()
+            raise
+        finally:
+            self._fragmented_send = None
+            done.set()
 
     async def send_text(self, data: str, *, compress: bool | None = None) -> None:
         """Send a text message. Cancel-safe, raises as `send`; TypeError if not a str."""
@@ -698,7 +956,7 @@ class ClientConnection:
         # stream happens before any checkpoint could raise.
         await self._abort()
 
-    def _deliver(self, received: list[Data | PongReceived[PongWaiter]]) -> None:
+    def _deliver(self, received: list[Data | PartialMessage | PongReceived[PongWaiter]]) -> None:
         messages = self._messages
         for item in received:
             if type(item) is PongReceived:
@@ -709,10 +967,17 @@ class ClientConnection:
             else:
                 messages.append(item)  # type: ignore[arg-type]
         protocol = self._protocol
-        if protocol.failure_pending and not messages:
-            self._commit_failure()  # nothing arrived before the bad input: fail now
+        if protocol.failure_pending:
+            tail = messages[-1] if messages else None
+            if type(tail) is PartialMessage and tail.abandoned:
+                messages.pop()  # the bad input was in it: only earlier messages count
+            if not messages:
+                self._commit_failure()  # nothing arrived before the bad input: fail now
         if self._message_arrived is not None and (messages or protocol.failure_pending):
-            self._message_arrived.set()
+            head = messages[0] if messages else None
+            # A receiver waiting for a whole message isn't woken by each of its fragments.
+            if type(head) is not PartialMessage or head.complete or not self._awaiting_whole:
+                self._message_arrived.set()
         if protocol.outbox_size:
             self._kick_writer()
 
@@ -807,6 +1072,10 @@ class ClientConnection:
                     await self._flush()
                 await self._abort()
                 return
+
+
+_END = object()
+"""What a streamed message's source gives after its last fragment."""
 
 
 class _CloseTimeout(TimeoutError):

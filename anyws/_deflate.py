@@ -73,7 +73,9 @@ class NegotiatedDeflate(Extension):
         """Compress one frame's payload of an outgoing message; return (RSV1, payload).
 
         RSV1 marks the first frame of a compressed message (RFC 7692 §6); the last frame
-        ends with an empty deflate block whose 4-byte tail is removed (§7.2.1).
+        ends with an empty deflate block whose 4-byte tail is removed (§7.2.1). Every frame
+        carries all of its data (a sync flush), so that a receiver can read a fragment
+        before the message ends, as `websockets` does.
         """
         if not self.compress_outbound:
             return False, data
@@ -84,8 +86,8 @@ class NegotiatedDeflate(Extension):
                 zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -self.client_max_window_bits, 5
             )
         compressed = self._deflater.compress(data)
+        compressed += self._deflater.flush(zlib.Z_SYNC_FLUSH)
         if fin:
-            compressed += self._deflater.flush(zlib.Z_SYNC_FLUSH)
             compressed = compressed[:-4]
             if self.client_no_context_takeover:
                 self._deflater = None  # §7.1.1.1: each message starts a new context

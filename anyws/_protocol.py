@@ -52,14 +52,21 @@ Rules, in the order they were decided:
    The outstanding pings are one map, payload → the driver's waiter, held here.
 8. Our close frame follows the data frames already queued (§5.5.1); pings and pongs may
    overtake queued data frames.
+9. A message in several frames (or one frame that arrives in parts) takes its place in the
+   queue when it starts, as a `PartialMessage` that its later fragments fill, so that it
+   can be streamed; its own frames need no room, only the next message does. A message
+   the connection ends in the middle of is abandoned, never delivered as if whole.
+10. A message sent in fragments as they come (`send_fragment`) can't be interleaved with
+   another (§5.4); if it can't be finished, the connection closes with 1011.
 """
 
 from __future__ import annotations
 
 import enum
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import (
@@ -97,6 +104,41 @@ MESSAGE_TOO_BIG_REASON = "message too big"
 
 W = TypeVar("W")
 """What the driver keeps per outstanding ping (its waiter)."""
+
+
+class PartialMessage:
+    """A message whose frames are still arriving (RFC 6455 §5.4), as `parse` returns it
+    when its first frame doesn't finish it.
+
+    It takes a place in the queue as soon as it starts, so that it can be streamed; the
+    protocol appends its later fragments and sets `complete` on the last one. `fragments`
+    holds what arrived and wasn't taken yet: `str` pieces for text (wsproto decodes UTF-8
+    incrementally, so a piece never ends inside a sequence), `bytes` for binary.
+    """
+
+    __slots__ = ("abandoned", "complete", "fragments", "text")
+
+    def __init__(self, text: bool) -> None:
+        self.text = text
+        """True for a text message, False for a binary one."""
+        self.fragments: deque[str | bytes] = deque()
+        self.complete = False
+        """True once the last fragment arrived."""
+        self.abandoned = False
+        """True once nobody will get this message: the protocol gave up on it (the input
+        was bad or the connection ended before its last frame), or the application
+        discarded it (then its later fragments are parsed but not kept)."""
+
+    def abandon(self) -> None:
+        """Stop keeping fragments: nobody will read the rest of this message."""
+        self.abandoned = True
+        self.fragments.clear()
+
+    def join(self) -> Data:
+        """The fragments not taken yet, as one `str` or `bytes`."""
+        if self.text:
+            return "".join(self.fragments)  # type: ignore[arg-type]
+        return b"".join(self.fragments)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -196,7 +238,7 @@ class ClientProtocol(Generic[W]):
             self._deflate.max_size = max_size  # enforced while inflating
 
         self.phase = Phase.OPEN
-        self._fragments: list[Data] = []
+        self._partial: PartialMessage | None = None  # the message whose frames arrive
         self._size = 0
         self._discarding = False  # data frames are dropped unread (rule 3)
         self._parsing = True  # False once nothing more will be parsed
@@ -206,6 +248,8 @@ class ClientProtocol(Generic[W]):
         """True when the last `parse` stopped because the room ran out."""
         self.dropped = 0
         """Messages dropped because the queue was full after our close frame (rule 1)."""
+        self._fragmenting: bool | None = None  # a message sent in fragments: is it text?
+        self._fragments_deflate: NegotiatedDeflate | None = None  # and does it compress?
         self._control_out: list[bytes] = []
         self._data_out: list[bytes] = []
         self.outbox_size = 0
@@ -286,23 +330,32 @@ class ClientProtocol(Generic[W]):
         if self.close_rcvd is None and self.failure is None:
             self.failure = cause
         self._parsing = False
-        self._fragments.clear()
+        self._abandon_partial()
         self._enter(Phase.CLOSED)
 
-    def parse(self, room: int | None) -> list[Data | PongReceived[W]]:
+    def parse(self, room: int | None) -> list[Data | PartialMessage | PongReceived[W]]:
         """Parse what was received into messages (and pong acknowledgements), in order.
 
-        Stops once `room` messages are complete (None: no limit); what isn't parsed yet
-        stays buffered for the next call, and `paused` is set. After our close frame was
-        sent, parsing goes on past `room` to reach the server's close frame, dropping the
-        messages that don't fit (rule 1). Sets `wants_data` when everything received has
-        been parsed.
+        A message whose first frame doesn't finish it is returned as a `PartialMessage`
+        when that frame arrives; its later fragments are added to it, not returned.
+
+        Stops once `room` messages have started (None: no limit) and none is still
+        arriving: the continuation frames of a started message need no room (the message
+        already counts). What isn't parsed yet stays buffered for the next call, and
+        `paused` is set. After our close frame was sent, parsing goes on past `room` to
+        reach the server's close frame, dropping the messages that don't fit (rule 1).
+        Sets `wants_data` when everything received has been parsed.
         """
-        received: list[Data | PongReceived[W]] = []
+        received: list[Data | PartialMessage | PongReceived[W]] = []
         self.paused = False
         if not self._parsing:
             return received
-        if room is not None and room <= 0 and self.phase is not Phase.CLOSE_SENT:
+        if (
+            room is not None
+            and room <= 0
+            and self._partial is None
+            and self.phase is not Phase.CLOSE_SENT
+        ):
             self.paused = True
             return received
         messages = 0
@@ -314,7 +367,10 @@ class ClientProtocol(Generic[W]):
                         received.append(message)
                         messages += 1
                     else:
-                        self.dropped += 1  # CLOSE_SENT with a full queue (rule 1)
+                        # CLOSE_SENT with a full queue (rule 1).
+                        self.dropped += 1
+                        if type(message) is PartialMessage:
+                            message.abandon()
             elif isinstance(event, Ping):
                 if self.phase is Phase.OPEN:
                     # RFC 6455 §5.5.2: answer with a pong carrying the same payload.
@@ -327,17 +383,25 @@ class ClientProtocol(Generic[W]):
                 self._on_close(event)
             if not self._parsing:
                 return received
-            if room is not None and messages >= room and self.phase is not Phase.CLOSE_SENT:
+            if (
+                room is not None
+                and messages >= room
+                and self._partial is None
+                and self.phase is not Phase.CLOSE_SENT
+            ):
                 self.paused = True  # the rest stays in wsproto's buffer (backpressure)
                 return received
         self.wants_data = True
         return received
 
-    def _on_data(self, event: TextMessage | BytesMessage) -> Data | None:
-        """Add a frame's data to the message being received; return it once complete."""
+    def _on_data(self, event: TextMessage | BytesMessage) -> Data | PartialMessage | None:
+        """Take a frame's data (or the part of it that arrived); return a message that is
+        complete in this one event, or the `PartialMessage` it starts.
+        """
         if self._discarding:
             return None
-        chunk = event.data
+        # wsproto makes bytes (its type says bytes | bytearray).
+        chunk = cast("str | bytes", event.data)
         if self.max_size is not None:
             if isinstance(chunk, str):
                 self._size += len(chunk) if chunk.isascii() else len(chunk.encode("utf-8"))
@@ -352,17 +416,26 @@ class ClientProtocol(Generic[W]):
                     stream_intact=True,
                 )
                 return None
-        if event.message_finished and not self._fragments:
+        partial = self._partial
+        started = None
+        if partial is None:
+            if event.message_finished:
+                self._size = 0
+                return chunk
+            partial = started = self._partial = PartialMessage(isinstance(chunk, str))
+        if chunk and not partial.abandoned:
+            partial.fragments.append(chunk)
+        if event.message_finished:
+            partial.complete = True
+            self._partial = None
             self._size = 0
-            return bytes(chunk) if isinstance(chunk, bytearray) else chunk
-        self._fragments.append(bytes(chunk) if isinstance(chunk, bytearray) else chunk)
-        if not event.message_finished:
-            return None
-        fragments, self._fragments = self._fragments, []
-        self._size = 0
-        if isinstance(fragments[0], str):
-            return "".join(fragments)  # type: ignore[arg-type]
-        return b"".join(fragments)  # type: ignore[arg-type]
+        return started
+
+    def _abandon_partial(self) -> None:
+        # The message being received will never be complete.
+        if self._partial is not None:
+            self._partial.abandon()
+            self._partial = None
 
     def _on_close(self, event: CloseConnection) -> None:
         state = self._ws.state
@@ -374,7 +447,7 @@ class ClientProtocol(Generic[W]):
             self._fail_on_input(Close(event.code, reason), cause, stream_intact=False)
             return
         self.close_rcvd = Close(int(event.code), event.reason or "")
-        self._fragments.clear()
+        self._abandon_partial()
         self._parsing = False
         if self.phase is Phase.FAILING:
             return  # rule 4: the failure's close frame answers, once committed
@@ -390,7 +463,7 @@ class ClientProtocol(Generic[W]):
         """Bad input: record it, defer our close frame (rule 2), and stop parsing or
         discard the rest of the data (rule 3).
         """
-        self._fragments.clear()
+        self._abandon_partial()
         self._size = 0
         if stream_intact:
             self._discarding = True
@@ -423,6 +496,11 @@ class ClientProtocol(Generic[W]):
         if self.state is not State.OPEN:
             raise self.close_exc()
 
+    def _check_not_fragmenting(self) -> None:
+        if self._fragmenting is not None:
+            # RFC 6455 §5.4: the frames of two data messages can't interleave.
+            raise ConcurrencyError("a message is being sent in fragments; finish it first")
+
     def send_message(
         self, message: Data | bytearray | memoryview, *, compress: bool | None = None
     ) -> None:
@@ -437,6 +515,7 @@ class ClientProtocol(Generic[W]):
             TypeError: the message is neither str nor bytes-like.
         """
         self._check_open()
+        self._check_not_fragmenting()
         self._queue_message([_payload(message)], compress)
 
     def send_fragments(
@@ -455,6 +534,7 @@ class ClientProtocol(Generic[W]):
             TypeError: fragments mix str and bytes, or one is neither.
         """
         self._check_open()
+        self._check_not_fragmenting()
         payloads = [_payload(fragment) for fragment in fragments]
         if not payloads:
             return
@@ -487,6 +567,75 @@ class ClientProtocol(Generic[W]):
                 rsv1, data = deflate.compress(data, first=index == 0, fin=index == last)
             frame_opcode = opcode if index == 0 else OPCODE_CONTINUATION
             self._queue_data(client_frame(frame_opcode, data, fin=index == last, rsv1=rsv1))
+
+    def send_fragment(
+        self, fragment: Data | bytearray | memoryview, *, compress: bool | None = None
+    ) -> None:
+        """Queue the next frame of a message sent in fragments as they come (RFC 6455
+        §5.4), for a sender that doesn't have them all yet; `finish_fragments` ends it.
+
+        The first fragment starts the message and sets its type, and `compress` (as in
+        `send_message`, except that None compresses: the size isn't known yet). No other
+        data message may be sent until it ends; control frames may.
+
+        Raises:
+            ConnectionClosed: the connection is closing or closed.
+            TypeError: the fragment is neither str nor bytes-like, or isn't of the type of
+                the message's first fragment.
+        """
+        self._check_open()
+        payload = _payload(fragment)
+        is_text = isinstance(payload, str)
+        first = self._fragmenting is None
+        if first:
+            self._fragmenting = is_text
+            self._fragments_deflate = None if compress is False else self._deflate
+        elif is_text is not self._fragmenting:
+            raise TypeError("all fragments of a message must be str, or all bytes-like")
+        self._queue_fragment(payload, first=first, fin=False)
+
+    def finish_fragments(self) -> None:
+        """Queue the last frame (empty, with FIN) of the message `send_fragment` started.
+
+        Raises:
+            ConnectionClosed: the connection is closing or closed.
+            RuntimeError: no message is being sent in fragments.
+        """
+        self._check_open()
+        if self._fragmenting is None:
+            raise RuntimeError("no message is being sent in fragments")
+        self._queue_fragment("" if self._fragmenting else b"", first=False, fin=True)
+        self._fragmenting = None
+
+    def abort_fragments(self, cause: BaseException) -> None:
+        """The message `send_fragment` started can't be finished (its source raised, or
+        the send was cancelled): close with 1011 (RFC 6455 §7.4.1) rather than let the
+        server take what was sent for the whole message. `cause` says why, as the
+        `__cause__` of what later calls raise. Received messages are still delivered.
+        """
+        if self._fragmenting is None:
+            return
+        self._fragmenting = None
+        if self.state is State.OPEN:
+            if self.failure is None:
+                self.failure = cause
+            self.send_close(1011, "fragmented message interrupted")
+
+    def _queue_fragment(self, payload: str | bytes, *, first: bool, fin: bool) -> None:
+        if not self._own_framing:
+            if first and self._deflate is not None:
+                self._deflate.skip_message = self._fragments_deflate is None  # for the hook
+            self._queue_data(self._ws.send(_message(payload, finished=fin)))
+            return
+        data = payload.encode("utf-8") if isinstance(payload, str) else payload
+        rsv1 = False
+        if self._fragments_deflate is not None:
+            rsv1, data = self._fragments_deflate.compress(data, first=first, fin=fin)
+        if first:
+            opcode = OPCODE_TEXT if isinstance(payload, str) else OPCODE_BINARY
+        else:
+            opcode = OPCODE_CONTINUATION
+        self._queue_data(client_frame(opcode, data, fin=fin, rsv1=rsv1))
 
     def send_ping(self, payload: bytes, waiter: W) -> None:
         """Queue a ping; its pong will be reported by a `PongReceived` carrying `waiter`.
@@ -537,7 +686,7 @@ class ClientProtocol(Generic[W]):
         stop parsing, and record `cause` as the reason every later call raises (rule 5).
         """
         self._parsing = False
-        self._fragments.clear()
+        self._abandon_partial()
         if self.failure is None:
             self.failure = cause
         if self.phase is Phase.OPEN:

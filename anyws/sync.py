@@ -20,7 +20,7 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, cast, overload
 
 import anyio
 import anyio.abc
@@ -28,6 +28,8 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from . import _connection, _reconnect
 from ._client import open_websocket
+from ._connection import FragmentT
+from ._connection import MessageStream as AsyncMessageStream
 from ._exceptions import ConnectionClosedOK
 from ._options import ConnectOptions
 from ._protocol import State
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ClientConnection",
+    "MessageStream",
     "Reconnecting",
     "connect",
     "open_websocket_sync",
@@ -139,6 +142,22 @@ class ClientConnection:
         """Receive a JSON message; raises as `anyws.ClientConnection.receive_json`."""
         return self._portal.call(self._connection.receive_json, timeout, mode)
 
+    @overload
+    def recv_streaming(self, *, decode: None = None) -> MessageStream[Data]: ...
+    @overload
+    def recv_streaming(self, *, decode: Literal[True]) -> MessageStream[str]: ...
+    @overload
+    def recv_streaming(self, *, decode: Literal[False]) -> MessageStream[bytes]: ...
+    @overload
+    def recv_streaming(self, *, decode: bool | None) -> MessageStream[Data]: ...
+
+    def recv_streaming(self, *, decode: bool | None = None) -> MessageStream[Any]:
+        """Receive the next message in fragments, as they arrive: `for fragment in
+        ws.recv_streaming(): ...`; as `anyws.ClientConnection.recv_streaming` (breaking out
+        discards the rest when the next receiving call starts, or at once with `close()`).
+        """
+        return MessageStream(self._portal, self._connection.recv_streaming(decode=decode))
+
     def __iter__(self) -> Iterator[Data]:
         """Iterate over messages; ends on a normal close, raises on an abnormal one."""
         while True:
@@ -155,12 +174,16 @@ class ClientConnection:
         *,
         compress: bool | None = None,
     ) -> None:
-        """Send a message (or an iterable of fragments); `compress` and what raises as in
-        `anyws.ClientConnection.send`.
+        """Send a message, or its fragments (a list or tuple queued whole, any other iterable
+        streamed); `compress` and what raises as in `anyws.ClientConnection.send`.
+
+        A streamed iterable is iterated in a worker thread while this call blocks, one
+        fragment at a time, so a generator reading a file never holds the whole message.
         """
-        if not isinstance(message, (str, bytes, bytearray, memoryview)):
-            message = list(message)  # iterate in the caller's thread
-        self._portal.call(partial(self._connection.send, message, compress=compress))
+        to_send: Any = message
+        if not isinstance(message, (str, bytes, bytearray, memoryview, list, tuple)):
+            to_send = _IteratedInAThread(iter(message))
+        self._portal.call(partial(self._connection.send, to_send, compress=compress))
 
     def send_text(self, data: str, *, compress: bool | None = None) -> None:
         """Send a text message."""
@@ -199,6 +222,56 @@ class ClientConnection:
     def close(self, code: int = 1000, reason: str | None = "") -> None:
         """Close the connection; as `anyws.ClientConnection.close`."""
         self._portal.call(self._connection.close, code, reason)
+
+
+class MessageStream(Generic[FragmentT]):
+    """An iterator over the fragments of one message; `ClientConnection.recv_streaming`."""
+
+    def __init__(self, portal: BlockingPortal, stream: AsyncMessageStream[FragmentT]) -> None:
+        self._portal = portal
+        self._stream = stream
+
+    def __iter__(self) -> MessageStream[FragmentT]:
+        return self
+
+    def __next__(self) -> FragmentT:
+        end, fragment = self._portal.call(_next_fragment, self._stream)
+        if end:
+            raise StopIteration
+        return cast(FragmentT, fragment)
+
+    def close(self) -> None:
+        """Discard the rest of the message now."""
+        self._portal.call(self._stream.aclose)
+
+
+async def _next_fragment(stream: AsyncMessageStream[Any]) -> tuple[bool, Any]:
+    # StopAsyncIteration can't cross the portal as an exception: it is returned.
+    try:
+        return False, await stream.__anext__()
+    except StopAsyncIteration:
+        return True, None
+
+
+class _IteratedInAThread:
+    """An async iterator over a blocking iterator, each `next` run in a worker thread
+    (the caller's thread is blocked in the portal meanwhile).
+    """
+
+    def __init__(self, iterator: Iterator[Any]) -> None:
+        self._iterator = iterator
+
+    def __aiter__(self) -> _IteratedInAThread:
+        return self
+
+    async def __anext__(self) -> Any:
+        fragment = await anyio.to_thread.run_sync(next, self._iterator, _END)
+        if fragment is _END:
+            raise StopAsyncIteration
+        return fragment
+
+
+_END = object()
 
 
 @contextmanager

@@ -16,32 +16,65 @@ import anyio.lowlevel
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from wsproto.events import BytesMessage, TextMessage
 
 from anyws import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 
 from .conftest import ECHO, memory_websocket
 
-Op = Literal["recv", "recv_cancelled", "recv_timeout", "yield", "ping"]
+Op = Literal[
+    "recv",
+    "recv_cancelled",
+    "recv_timeout",
+    "yield",
+    "ping",
+    "stream",
+    "stream_break",
+    "stream_cancelled",
+]
 End = Literal["close 1000", "close 1011", "drop"]
+
+Message = str | bytes | tuple[str, ...] | tuple[bytes, ...]
+"""A message, or the fragments of one sent in as many frames."""
 
 messages_strategy = st.lists(
     st.one_of(
         st.text(max_size=40),
         st.binary(max_size=40),
         st.binary(min_size=2000, max_size=5000),  # several frames per read, big ones
+        st.lists(st.text(max_size=10), min_size=2, max_size=5).map(tuple),
+        st.lists(st.binary(max_size=3000), min_size=2, max_size=5).map(tuple),
     ),
     max_size=30,
 )
 ops_strategy = st.lists(
-    st.sampled_from(["recv", "recv_cancelled", "recv_timeout", "yield", "ping"]), max_size=60
+    st.sampled_from(
+        [
+            "recv",
+            "recv_cancelled",
+            "recv_timeout",
+            "yield",
+            "ping",
+            "stream",
+            "stream_break",
+            "stream_cancelled",
+        ]
+    ),
+    max_size=60,
 )
+
+
+def whole(message: Message) -> str | bytes:
+    if isinstance(message, tuple):
+        return whole_of(list(message))
+    return message
 
 
 @dataclass(frozen=True)
 class Scenario:
     """What the server sends and how it ends; what the client does meanwhile."""
 
-    messages: list[str | bytes]
+    messages: list[Message]
     end: End
     ops: list[Op]
     max_queue: int | None
@@ -64,14 +97,40 @@ async def run_scenario(scenario: Scenario) -> None:
 
     async def server(connection: ECHO.ServerConnection) -> None:
         for message in messages:
-            await connection.send(message)
+            if isinstance(message, tuple):
+                for index, fragment in enumerate(message):
+                    finished = index == len(message) - 1
+                    event = (
+                        TextMessage(fragment, message_finished=finished)
+                        if isinstance(fragment, str)
+                        else BytesMessage(bytes(fragment), message_finished=finished)  # type: ignore[arg-type]
+                    )
+                    await connection.stream.send(connection.ws.send(event))
+            else:
+                await connection.send(message)
         if end == "drop":
             await connection.stream.aclose()
         else:
             await connection.close(int(end.split()[1]))
 
-    received: list[str | bytes] = []
+    # What the client got of each message, and whether it got all of it.
+    received: list[tuple[str | bytes, bool]] = []
     ended: ConnectionClosed | None = None
+
+    async def stream(ws: Any, op: Op) -> None:
+        fragments = ws.recv_streaming()
+        first = await fragments.__anext__()  # the message leaves the queue with this
+        taken = [first]
+        if op == "stream_break":
+            received.append((whole_of(taken), False))
+            return
+        if op == "stream_cancelled":
+            with anyio.CancelScope() as scope, contextlib.suppress(StopAsyncIteration):
+                scope.cancel()
+                taken.append(await fragments.__anext__())
+        async for fragment in fragments:
+            taken.append(fragment)
+        received.append((whole_of(taken), True))
 
     def check_queue(ws: Any) -> None:
         assert max_queue is None or len(ws._messages) <= max_queue
@@ -83,14 +142,16 @@ async def run_scenario(scenario: Scenario) -> None:
             for op in ops:
                 check_queue(ws)
                 if op == "recv":
-                    received.append(await ws.recv())
+                    received.append((await ws.recv(), True))
                 elif op == "recv_cancelled":
                     with anyio.CancelScope() as scope:
                         scope.cancel()
-                        received.append(await ws.recv())
+                        received.append((await ws.recv(), True))
                 elif op == "recv_timeout":
                     with anyio.move_on_after(0):
-                        received.append(await ws.recv())
+                        received.append((await ws.recv(), True))
+                elif op.startswith("stream"):
+                    await stream(ws, op)
                 elif op == "yield":
                     await anyio.lowlevel.checkpoint()
                 else:
@@ -98,16 +159,25 @@ async def run_scenario(scenario: Scenario) -> None:
                         await ws.ping()
             while True:  # then read whatever is left
                 check_queue(ws)
-                received.append(await ws.recv())
+                received.append((await ws.recv(), True))
         except ConnectionClosed as exc:
             ended = exc
-    assert received == messages
+    # Each message once, in order: whole, or (where the client broke off a stream) the
+    # part it read. A message cut short by a stream that raised counts as read up to there.
+    sent = [whole(message) for message in messages]
+    assert len(received) == len(sent)
+    for (got, complete), expected in zip(received, sent, strict=True):
+        assert got == expected if complete else expected[: len(got)] == got
     if end == "close 1000":
         assert isinstance(ended, ConnectionClosedOK)
         assert ws.close_code == 1000
     else:
         assert isinstance(ended, ConnectionClosedError)
         assert ws.close_code == (1011 if end == "close 1011" else 1006)
+
+
+def whole_of(fragments: list[Any]) -> str | bytes:
+    return "".join(fragments) if isinstance(fragments[0], str) else b"".join(fragments)
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])

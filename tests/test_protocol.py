@@ -32,7 +32,14 @@ from anyws import (
     State,
 )
 from anyws._deflate import negotiate_deflate, utf8_completion
-from anyws._protocol import TRANSITIONS, ClientProtocol, Phase, PongReceived, validate_close
+from anyws._protocol import (
+    TRANSITIONS,
+    ClientProtocol,
+    PartialMessage,
+    Phase,
+    PongReceived,
+    validate_close,
+)
 from anyws._types import Data
 
 
@@ -53,10 +60,18 @@ def pair(
     return client, Connection(ConnectionType.SERVER, [server_ext])
 
 
-def feed(client: ClientProtocol[str], data: bytes) -> list[Data | PongReceived[str]]:
-    """Give the client bytes and parse them all (no queue limit)."""
+def feed(
+    client: ClientProtocol[str], data: bytes
+) -> list[Data | PartialMessage | PongReceived[str]]:
+    """Give the client bytes and parse them all (no queue limit); a message in several
+    frames that is complete is given joined, one the protocol gave up on is left out.
+    """
     client.receive_data(data)
-    return client.parse(None)
+    return [
+        item.join() if isinstance(item, PartialMessage) and item.complete else item
+        for item in client.parse(None)
+        if not (isinstance(item, PartialMessage) and item.abandoned)
+    ]
 
 
 def to_server(client: ClientProtocol[str], server: Connection) -> list[Event]:
@@ -137,7 +152,10 @@ def test_receive_split_at_every_byte() -> None:
     received: list[object] = []
     for index in range(len(data)):
         received += feed(client, data[index : index + 1])
-    assert received == ["héllo wörld", b"x" * 300]
+    # Each frame arrived in parts: each message was queued when its first part arrived,
+    # and is complete with its last.
+    assert all(isinstance(item, PartialMessage) and item.complete for item in received)
+    assert [item.join() for item in received] == ["héllo wörld", b"x" * 300]  # type: ignore[attr-defined]
 
 
 @given(st.text(), st.integers(min_value=1, max_value=50))
@@ -690,3 +708,175 @@ def test_compression_control_without_deflate_is_ignored() -> None:
     (event,) = to_server(client, server)
     assert isinstance(event, TextMessage)
     assert event.data == "plain"
+
+
+# -- messages in several frames (PartialMessage) -----------------------------------------
+
+
+def test_a_message_in_several_frames_is_queued_when_it_starts() -> None:
+    client, server = pair()
+    client.receive_data(server.send(TextMessage("ab", message_finished=False)))
+    (partial,) = client.parse(None)
+    assert isinstance(partial, PartialMessage)
+    assert partial.text
+    assert not partial.complete
+    assert list(partial.fragments) == ["ab"]
+    # Later fragments go into it; nothing new is returned for them.
+    client.receive_data(server.send(TextMessage("cd", message_finished=False)))
+    client.receive_data(server.send(TextMessage("e")))
+    assert client.parse(None) == []
+    assert partial.complete
+    assert partial.join() == "abcde"
+
+
+def test_the_frames_of_a_started_message_need_no_room() -> None:
+    client, server = pair()
+    data = server.send(BytesMessage(b"a", message_finished=False))
+    client.receive_data(data)
+    (partial,) = client.parse(1)
+    # The queue is now full (room 0), yet the message's own frames are still parsed, so a
+    # receiver waiting for the whole message can't wait forever; the next one waits.
+    data = server.send(BytesMessage(b"b", message_finished=False))
+    data += server.send(BytesMessage(b"c")) + server.send(BytesMessage(b"next"))
+    client.receive_data(data)
+    assert client.parse(0) == []
+    assert client.paused
+    assert isinstance(partial, PartialMessage)
+    assert partial.join() == b"abc"
+    assert client.parse(1) == [b"next"]
+
+
+def test_an_abandoned_message_keeps_no_more_fragments() -> None:
+    client, server = pair()
+    client.receive_data(server.send(BytesMessage(b"a", message_finished=False)))
+    (partial,) = client.parse(None)
+    assert isinstance(partial, PartialMessage)
+    partial.abandon()  # the application discarded it
+    client.receive_data(server.send(BytesMessage(b"b" * 1000)) + server.send(BytesMessage(b"n")))
+    assert client.parse(None) == [b"n"]
+    assert partial.complete
+    assert not partial.fragments
+
+
+def test_a_message_that_starts_after_our_close_with_a_full_queue_is_dropped() -> None:
+    client, server = pair()
+    client.send_close()
+    data = server.send(BytesMessage(b"fits"))
+    data += server.send(BytesMessage(b"a", message_finished=False)) + server.send(
+        BytesMessage(b"b")
+    )
+    data += server.send(CloseConnection(1000))
+    client.receive_data(data)
+    assert client.parse(1) == [b"fits"]
+    assert client.dropped == 1
+    assert client.close_rcvd == Close(1000, "")
+
+
+@pytest.mark.parametrize("end", ["eof", "close frame", "oversized", "protocol error"])
+def test_a_message_cut_short_is_abandoned(end: str) -> None:
+    client, server = pair(max_size=10)
+    client.receive_data(server.send(BytesMessage(b"a", message_finished=False)))
+    (partial,) = client.parse(None)
+    assert isinstance(partial, PartialMessage)
+    if end == "eof":
+        client.receive_eof()
+    elif end == "close frame":
+        feed(client, server.send(CloseConnection(1000)))
+    elif end == "oversized":
+        feed(client, server.send(BytesMessage(b"x" * 20)))
+    else:
+        feed(client, frame(0x1, b"a new message before the end of this one"))
+    assert partial.abandoned
+    assert not partial.complete
+    assert not partial.fragments
+
+
+# -- messages sent in fragments as they come ---------------------------------------------
+
+
+@pytest.mark.parametrize("deflate", [False, True])
+def test_send_fragment_streams_a_message(deflate: bool) -> None:
+    client, server = pair(deflate=deflate)
+    client.send_fragment("héllo ")
+    # The first frame can be read whole before the message ends (a sync flush when
+    # compressed), and nothing else may be sent meanwhile (RFC 6455 §5.4).
+    server.receive_data(b"".join(client.data_to_send()))
+    assert [(e.data, e.message_finished) for e in server.events()] == [("héllo ", False)]  # type: ignore[attr-defined]
+    with pytest.raises(ConcurrencyError):
+        client.send_message("interleaved")
+    with pytest.raises(ConcurrencyError):
+        client.send_fragments(["inter", "leaved"])
+    with pytest.raises(TypeError, match="all fragments"):
+        client.send_fragment(b"bytes in a text message")
+    if not deflate:  # (wsproto's inflater loses its place at a ping inside a message)
+        client.send_ping(b"p", "waiter")  # control frames may come between fragments
+    client.send_fragment("wörld")
+    client.finish_fragments()
+    client.send_message("next")
+    events = to_server(client, server)
+    assert [type(e).__name__ for e in events] == ["Ping"] * (not deflate) + ["TextMessage"] * 3
+    texts = [e for e in events if isinstance(e, TextMessage)]
+    assert "".join(e.data for e in texts[:2]) == "wörld"
+    assert texts[1].message_finished
+    assert texts[2].data == "next"
+    with pytest.raises(RuntimeError, match="no message"):
+        client.finish_fragments()
+
+
+def test_send_fragment_uncompressed_on_request() -> None:
+    client, server = pair(deflate=True)
+    client.send_fragment(b"abc" * 100, compress=False)
+    client.send_fragment(b"def")
+    client.finish_fragments()
+    raw = b"".join(client.data_to_send())
+    assert not raw[0] & 0x40  # RSV1 clear (RFC 7692 §6)
+    assert b"".join(e.data for e in to_server_raw(raw, server)) == b"abc" * 100 + b"def"
+
+
+def test_send_fragment_through_wsproto_framing() -> None:
+    client = ClientProtocol[str]([negotiate_deflate([]), PassThrough()])
+    server_deflate = PerMessageDeflate()
+    server_deflate.accept("permessage-deflate")
+    server = Connection(ConnectionType.SERVER, [server_deflate, PassThrough()])
+    client.send_fragment(b"x" * 100)
+    server.receive_data(b"".join(client.data_to_send()))
+    assert [e.data for e in server.events()] == [b"x" * 100]  # type: ignore[attr-defined]
+    client.finish_fragments()
+    client.send_fragment(b"y" * 100, compress=False)
+    client.finish_fragments()
+    raw = b"".join(client.data_to_send())
+    assert not raw[0] & 0x40  # RSV1 clear: sent as is
+    assert b"".join(e.data for e in to_server_raw(raw, server)) == b"y" * 100
+
+
+def test_abort_fragments_closes_with_1011() -> None:
+    client, server = pair()
+    client.abort_fragments(ValueError("nothing started: nothing to do"))
+    assert client.state is State.OPEN
+    client.send_fragment(b"half")
+    later = server.send(TextMessage("still delivered"))
+    cause = ValueError("the source failed")
+    client.abort_fragments(cause)
+    events = to_server(client, server)
+    assert isinstance(events[-1], CloseConnection)
+    assert events[-1].code == 1011
+    assert client.close_sent == Close(1011, "fragmented message interrupted")
+    assert client.close_exc().__cause__ is cause
+    # A message that arrives before the server's close frame is still delivered.
+    assert feed(client, later) == ["still delivered"]
+    client.abort_fragments(cause)  # nothing in progress any more
+    client2, _ = pair()
+    client2.send_fragment(b"half")
+    client2.send_close()
+    client2.abort_fragments(cause)  # closing already: no second close frame
+    assert client2.close_sent == Close(1000, "")
+
+
+def test_abort_fragments_while_failing_keeps_the_first_cause() -> None:
+    client, server = pair(max_size=3)
+    client.send_fragment(b"half")
+    feed(client, server.send(BytesMessage(b"too big")))
+    assert client.failure_pending
+    client.abort_fragments(ValueError("later"))
+    assert isinstance(client.failure, PayloadTooBig)
+    assert client.close_sent == Close(1009, "message too big")  # the failure's close frame

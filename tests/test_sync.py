@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import anyio
 import pytest
 from echo_server import ServerConnection, serve
+from wsproto.events import TextMessage
 
 from anyws import ConnectionClosedError, ConnectionClosedOK, InvalidMessageType, State
 from anyws.sync import ClientConnection, connect, open_websocket_sync, reconnecting, unix_connect
@@ -188,3 +189,51 @@ def test_sync_reconnecting_block_error_closes_with_1011(sync_uri: str) -> None:
     assert ws.closed
     assert ws._connection._protocol.close_sent is not None
     assert ws._connection._protocol.close_sent.code == 1011
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_sync_streaming_both_ways(backend: str) -> None:
+    async def handler(connection: ServerConnection) -> None:
+        # Answers each message with it in three frames, the first alone and at once.
+        while (message := await connection.recv()) is not None:
+            assert isinstance(message, str)
+            for index, part in enumerate((message[:1], message[1:2], message[2:])):
+                frame = connection.ws.send(TextMessage(part, message_finished=index == 2))
+                await connection.stream.send(frame)
+
+    read_in: list[str] = []
+
+    def lines() -> Iterator[str]:
+        for line in ("one ", "two ", "three"):
+            read_in.append(line)
+            yield line
+
+    # Uncompressed: wsproto's compressor would leave the first frames' data to the last.
+    with (
+        background_server(handler) as uri,
+        connect(uri, backend=backend, compression=None) as ws,  # type: ignore[arg-type]
+    ):
+        ws.send(lines())
+        assert read_in == ["one ", "two ", "three"]
+        assert list(ws.recv_streaming()) == ["o", "n", "e two three"]
+        ws.send("abc")
+        fragments = ws.recv_streaming(decode=False)
+        assert next(fragments) == b"a"
+        fragments.close()  # the rest is discarded
+        ws.send("xyz")
+        typed: list[str] = list(ws.recv_streaming(decode=True))
+        assert typed == ["x", "y", "z"]
+
+
+def test_sync_streamed_send_that_fails_closes_with_1011(sync_uri: str) -> None:
+    def failing() -> Iterator[bytes]:
+        yield b"half"
+        raise ValueError("source failed")
+
+    with connect(sync_uri) as ws:
+        with pytest.raises(ValueError, match="source failed"):
+            ws.send(failing())
+        with pytest.raises(ConnectionClosedError) as caught:
+            ws.recv()
+        assert caught.value.sent is not None
+        assert caught.value.sent.code == 1011
