@@ -228,9 +228,11 @@ async def connect(
     ssl_context: ssl.SSLContext | None = None,
     server_hostname: str | None = None,
     read_buffer_limit: int = 2**16,
+    local_host: str | None = None,
+    happy_eyeballs_delay: float | None = 0.25,
 ) -> AsyncioStream:
     """Open a TCP (happy eyeballs, RFC 8305) or Unix socket connection, with TLS if
-    `ssl_context` is given.
+    `ssl_context` is given. `local_host` and `happy_eyeballs_delay` as in `anyws.Options`.
 
     Raises:
         OSError: the connection or the TLS handshake failed.
@@ -248,10 +250,14 @@ async def connect(
         assert port is not None
         # Happy eyeballs (RFC 8305) races the addresses a name resolves to; an address
         # literal has one, and the race would only add tasks.
-        race: dict[str, Any] = {} if _is_ip_address(host) else {"happy_eyeballs_delay": 0.25}
+        race: dict[str, Any] = {}
+        if happy_eyeballs_delay is not None and not _is_ip_address(host):
+            race["happy_eyeballs_delay"] = happy_eyeballs_delay
         if sys.version_info >= (3, 12):
             # Every address's error, not only a summary of them (see _transport.connect_error).
             race["all_errors"] = True
+        if local_host is not None:
+            race["local_addr"] = (local_host, 0)
         transport, _ = await loop.create_connection(lambda: protocol, host, port, **race, **tls)
     assert isinstance(transport, asyncio.Transport)
     return AsyncioStream(transport, protocol)

@@ -229,8 +229,8 @@ def open_websocket(
             ("deflate"), compression_threshold (None), extensions, open_timeout (10),
             close_timeout (10), ping_interval (20), ping_timeout (20), max_size (2**20),
             max_queue (32), read_limit (2**16), write_limit (2**16), logger, ssl,
-            server_hostname, unix_socket, proxy (True: from the environment), proxy_ssl. See
-            `anyws.Options` for what each does.
+            server_hostname, unix_socket, proxy (True: from the environment), proxy_ssl,
+            local_host, happy_eyeballs_delay (0.25). See `anyws.Options` for what each does.
 
     Returns:
         An async context manager that yields a `ClientConnection`.

@@ -49,6 +49,8 @@ class ConnectOptions(TypedDict, total=False):
     unix_socket: str | os.PathLike[str] | None
     proxy: str | bool | None
     proxy_ssl: ssl_module.SSLContext | None
+    local_host: str | None
+    happy_eyeballs_delay: float | None
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,10 @@ class Options:
         proxy: an `http://` or `https://` proxy URL to tunnel through with CONNECT; True
             uses HTTPS_PROXY/HTTP_PROXY/NO_PROXY from the environment; None: no proxy.
         proxy_ssl: the `SSLContext` for an `https://` proxy (default: verified).
+        local_host: the local address (or a name resolving to it) to bind the TCP
+            socket to before connecting, e.g. to pick an interface; None: any.
+        happy_eyeballs_delay: seconds before trying the next address while the previous
+            attempt is still pending (RFC 8305); None tries one address at a time.
     """
 
     additional_headers: HeadersLike | None = None
@@ -120,6 +126,8 @@ class Options:
     unix_socket: str | os.PathLike[str] | None = None
     proxy: str | bool | None = True
     proxy_ssl: ssl_module.SSLContext | None = None
+    local_host: str | None = None
+    happy_eyeballs_delay: float | None = 0.25
 
     @classmethod
     def from_kwargs(cls, options: Mapping[str, Any]) -> Options:
@@ -154,7 +162,7 @@ class Options:
             raise TypeError("subprotocols must be a sequence of non-empty str")
         if not all(isinstance(ext, Extension) for ext in self.extensions or ()):
             raise TypeError("extensions must be a sequence of wsproto.extensions.Extension")
-        for name in ("user_agent_header", "origin", "server_hostname"):
+        for name in ("user_agent_header", "origin", "server_hostname", "local_host"):
             if not isinstance(getattr(self, name), (str, type(None))):
                 raise TypeError(f"{name} must be a str or None")
         if self.ssl is not None and not isinstance(self.ssl, (bool, ssl_module.SSLContext)):
@@ -165,6 +173,7 @@ class Options:
             raise TypeError("proxy must be a proxy URL, True, False or None")
         self.limits  # noqa: B018 (checked at the call, computed once)
         _check_timeout("open_timeout", self.open_timeout)
+        _check_timeout("happy_eyeballs_delay", self.happy_eyeballs_delay)
         _check_size("max_size", self.max_size, allow_none=True)
         _check_size("compression_threshold", self.compression_threshold, allow_none=True)
         if not isinstance(self.logger, (logging.Logger, logging.LoggerAdapter, str, type(None))):

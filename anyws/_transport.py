@@ -158,6 +158,8 @@ async def open_transport(
                 ssl_context=context,
                 server_hostname=hostname if context is not None else None,
                 read_buffer_limit=options.limits.read_limit,
+                local_host=options.local_host,
+                happy_eyeballs_delay=options.happy_eyeballs_delay,
             )
         except ExceptionGroup as group:  # all_errors=True (Python >= 3.12)
             raise connect_error(attempt_errors(group)) from None
@@ -165,11 +167,11 @@ async def open_transport(
     if unix_socket is not None:
         stream = await anyio.connect_unix(unix_socket)
     elif proxy is None:
-        return await _connect_tcp(uri.host, uri.port, context, hostname)
+        return await _connect_tcp(uri.host, uri.port, context, hostname, options)
     elif isinstance(proxy, SocksProxy):
-        stream = await _open_socks(proxy, uri)
+        stream = await _open_socks(proxy, uri, options)
     else:
-        stream = await _open_tunnel(proxy, uri, options.proxy_ssl)
+        stream = await _open_tunnel(proxy, uri, options)
     if context is None:
         return stream
     try:
@@ -181,15 +183,34 @@ async def open_transport(
         raise
 
 
+def _race_delay(options: Options) -> float:
+    # anyio races addresses always; an infinite delay tries them one at a time.
+    delay = options.happy_eyeballs_delay
+    return math.inf if delay is None else delay
+
+
 async def _connect_tcp(
-    host: str, port: int, context: ssl_module.SSLContext | None, hostname: str
+    host: str,
+    port: int,
+    context: ssl_module.SSLContext | None,
+    hostname: str,
+    options: Options,
 ) -> anyio.abc.ByteStream:
+    local_host, delay = options.local_host, _race_delay(options)
     try:
         if context is None:
-            return await anyio.connect_tcp(host, port)
+            return await anyio.connect_tcp(
+                host, port, local_host=local_host, happy_eyeballs_delay=delay
+            )
         # anyio does TLS when any TLS argument is given, so only here.
         return await anyio.connect_tcp(
-            host, port, ssl_context=context, tls_hostname=hostname, tls_standard_compatible=False
+            host,
+            port,
+            local_host=local_host,
+            happy_eyeballs_delay=delay,
+            ssl_context=context,
+            tls_hostname=hostname,
+            tls_standard_compatible=False,
         )
     except OSError as exc:
         # anyio reports "All connection attempts failed", the errors as its cause; other
@@ -197,7 +218,9 @@ async def _connect_tcp(
         raise connect_error(attempt_errors(exc.__cause__) or [exc]) from None
 
 
-async def _open_socks(proxy: SocksProxy, uri: WebSocketURI) -> anyio.abc.ByteStream:
+async def _open_socks(
+    proxy: SocksProxy, uri: WebSocketURI, options: Options
+) -> anyio.abc.ByteStream:
     """Connect to the server through a SOCKS proxy (RFC 1928, RFC 1929 for credentials;
     SOCKS4/4a), with the `python-socks` package.
     """
@@ -225,7 +248,13 @@ async def _open_socks(proxy: SocksProxy, uri: WebSocketURI) -> anyio.abc.ByteStr
     )
     try:
         # open_timeout bounds the whole handshake; python-socks wants a number of its own.
-        stream: anyio.abc.ByteStream = await socks.connect(uri.host, uri.port, timeout=math.inf)
+        stream: anyio.abc.ByteStream = await socks.connect(
+            uri.host,
+            uri.port,
+            timeout=math.inf,
+            local_host=options.local_host,
+            happy_eyeballs_delay=_race_delay(options),
+        )
     except ProxyConnectionError as exc:
         raise ProxyError(
             f"failed to connect to the proxy {proxy.host}:{proxy.port}: {exc}"
@@ -241,11 +270,17 @@ async def _open_socks(proxy: SocksProxy, uri: WebSocketURI) -> anyio.abc.ByteStr
 
 
 async def _open_tunnel(
-    proxy: WebSocketURI, uri: WebSocketURI, proxy_ssl: ssl_module.SSLContext | None
+    proxy: WebSocketURI, uri: WebSocketURI, options: Options
 ) -> anyio.abc.ByteStream:
     """Connect to an HTTP proxy and open a tunnel to the server with CONNECT (RFC 9110 §9.3.6)."""
+    proxy_ssl = options.proxy_ssl
     try:
-        stream: anyio.abc.ByteStream = await anyio.connect_tcp(proxy.host, proxy.port)
+        stream: anyio.abc.ByteStream = await anyio.connect_tcp(
+            proxy.host,
+            proxy.port,
+            local_host=options.local_host,
+            happy_eyeballs_delay=_race_delay(options),
+        )
     except OSError as exc:
         raise ProxyError(
             f"failed to connect to the proxy {proxy.host}:{proxy.port}: {exc}"

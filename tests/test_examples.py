@@ -13,6 +13,7 @@ import json_subscription
 import ping_latency
 import pytest
 import reconnecting
+import streaming
 import sync_client
 import trio_client
 import unix_socket
@@ -31,6 +32,15 @@ async def test_reconnecting() -> None:
     async with serve(reconnecting.restarting_feed) as port:
         updates = await reconnecting.main(f"ws://127.0.0.1:{port}/")
     assert updates == ["price: 42"] * 3
+
+
+@pytest.mark.anyio
+async def test_streaming(echo_uri: str, tmp_path: Path) -> None:
+    path = tmp_path / "data.bin"
+    path.write_bytes(os.urandom(300_000))
+    sent, echoed, fragments = await streaming.main(echo_uri, path)
+    assert sent == echoed
+    assert fragments >= 1
 
 
 @pytest.mark.anyio
@@ -86,6 +96,7 @@ def test_sync_client() -> None:
         "ping_latency.py",
         "unix_socket.py",
         "reconnecting.py",
+        "streaming.py",
     ],
 )
 def test_scripts_run_standalone(script: str) -> None:
