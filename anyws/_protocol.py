@@ -66,7 +66,7 @@ import enum
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar, cast
+from typing import Generic, TypeVar
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import (
@@ -401,7 +401,7 @@ class ClientProtocol(Generic[W]):
         if self._discarding:
             return None
         # wsproto makes bytes (its type says bytes | bytearray).
-        chunk = cast("str | bytes", event.data)
+        chunk: str | bytes = event.data  # type: ignore[assignment]
         if self.max_size is not None:
             if isinstance(chunk, str):
                 self._size += len(chunk) if chunk.isascii() else len(chunk.encode("utf-8"))

@@ -7,16 +7,19 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import anyio.abc
 import pytest
 
 import anyws
+import anyws.sync
 from anyws import ProxyError
 
-from .conftest import raw_server, websockets_server
+from .conftest import ECHO, raw_server, websockets_server
 
 pytestmark = pytest.mark.anyio
 
@@ -146,3 +149,29 @@ async def test_a_socks_failure_reply_is_a_proxy_error(echo_uri: str) -> None:
         with pytest.raises(ProxyError, match="refused the connection"):
             async with anyws.connect(echo_uri, proxy=f"socks5h://127.0.0.1:{port}"):
                 pytest.fail("the proxy refused")
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_sync_through_a_socks_proxy(socks_proxy: tuple[int, int], backend: str) -> None:
+    """The blocking API takes the same options; the proxy binds from `local_host` too."""
+    auth_port, _ = socks_proxy
+
+    async def serve_until(stop: threading.Event, uri: list[str], ready: threading.Event) -> None:
+        async with ECHO.serve() as port:
+            uri.append(f"ws://127.0.0.1:{port}/")
+            ready.set()
+            await anyio.to_thread.run_sync(stop.wait)
+
+    stop, ready = threading.Event(), threading.Event()
+    uri: list[str] = []
+    server = threading.Thread(target=anyio.run, args=(serve_until, stop, uri, ready))
+    server.start()
+    try:
+        ready.wait(10)
+        proxy = f"socks5h://{USER}:{PASSWORD}@127.0.0.1:{auth_port}"
+        with anyws.sync.connect(uri[0], proxy=proxy, local_host="127.0.0.1", backend=backend) as ws:  # type: ignore[arg-type]
+            ws.send("sync via SOCKS")
+            assert ws.recv(timeout=10) == "sync via SOCKS"
+    finally:
+        stop.set()
+        server.join()
