@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -19,6 +19,7 @@ import anyio.abc
 from ._connection import ClientConnection, PongWaiter
 from ._exceptions import InvalidStatus, InvalidURI, SecurityError
 from ._handshake import Accepted, ClientHandshake, Redirect
+from ._httpx import join_base_url, open_through_client
 from ._options import ConnectOptions, Options
 from ._protocol import ClientProtocol
 from ._transport import open_transport, resolve_proxy
@@ -26,6 +27,8 @@ from ._types import Request
 from ._url import WebSocketURI, parse_uri, resolve_redirect
 
 if TYPE_CHECKING:
+    import httpx
+
     if sys.version_info >= (3, 11):
         from typing import Unpack
     else:
@@ -43,18 +46,35 @@ class _WebSocketContext:
     """
 
     def __init__(
-        self, uri: str, options: Options, stream: anyio.abc.ByteStream | None = None
+        self,
+        uri: str,
+        options: Options,
+        stream: anyio.abc.ByteStream | None = None,
+        client: Any = None,
+        client_request: Mapping[str, Any] | None = None,
     ) -> None:
+        if client is not None:
+            if stream is not None:
+                raise ValueError("give stream= or client=, not both")
+            uri = join_base_url(client, uri)
         self._uri = uri
         self._parsed = parse_uri(uri)
         self._options = options
         self._stream = stream
+        self._client = client
+        self._client_request = client_request or {}
+        self.http_response: Any = None
+        """With `client=`, httpx's `Response` to the upgrade request."""
         if options.ssl is not None and options.ssl is not False and not self._parsed.secure:
             raise ValueError("ssl= is only valid with a wss:// URI")
         if options.server_hostname is not None and not self._parsed.secure:
             raise ValueError("server_hostname= is only valid with a wss:// URI")
         # Resolved (and checked) at the call; redirects to other hosts resolve again.
-        self._proxy = None if stream is not None else resolve_proxy(options.proxy, self._parsed)
+        self._proxy = (
+            None
+            if stream is not None or client is not None
+            else resolve_proxy(options.proxy, self._parsed)
+        )
         self._connection: ClientConnection | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
 
@@ -112,6 +132,13 @@ class _WebSocketContext:
 
     async def _open(self) -> tuple[anyio.abc.ByteStream, Accepted, Request]:
         uri = self._parsed
+        if self._client is not None:
+            # The client's configuration (redirects included) applies to the request.
+            handshake = self._handshake(uri)
+            stream, accepted, self.http_response = await open_through_client(
+                self._client, uri, handshake, self._client_request
+            )
+            return stream, accepted, handshake.request
         for _ in range(MAX_REDIRECTS + 1):
             if self._stream is not None:
                 stream, self._stream = self._stream, None
@@ -209,7 +236,11 @@ def _raise_transport_error(exc: anyio.BrokenResourceError) -> NoReturn:
 
 
 def open_websocket(
-    uri: str, *, stream: anyio.abc.ByteStream | None = None, **options: Unpack[ConnectOptions]
+    uri: str,
+    *,
+    stream: anyio.abc.ByteStream | None = None,
+    client: httpx.AsyncClient | httpx.Client | None = None,
+    **options: Unpack[ConnectOptions],
 ) -> _WebSocketContext:
     """Open a WebSocket connection; use the result with `async with ... as ws:`.
 
@@ -224,6 +255,12 @@ def open_websocket(
         stream: a connected byte stream (any anyio `ByteStream`) to run the WebSocket over
             instead of opening a connection to the URI's host; the URI still gives the
             Host header and the resource. It is closed when the block ends.
+        client: an `httpx.AsyncClient` (or `httpx.Client`) that sends the upgrade
+            request: its base URL (`uri` may then be relative, and `http(s)://` means
+            `ws(s)://`), headers, cookies, auth, event hooks, proxy and transport apply,
+            and the WebSocket runs over the network stream it hands back. Transport
+            options (`ssl`, `proxy`, `unix_socket`, ...) are then the client's. Needs
+            `pip install 'anyws[httpx]'`.
         **options: the options in `ConnectOptions`, names and defaults as in `websockets`:
             additional_headers, user_agent_header, origin, subprotocols, compression
             ("deflate"), compression_threshold (None), extensions, open_timeout (10),
@@ -245,8 +282,9 @@ def open_websocket(
         InvalidHandshake: on entering, when the server refuses or answers wrongly:
             `InvalidStatus` (with `.response`), `InvalidUpgrade`, `InvalidHeader`,
             `NegotiationError`, `SecurityError`, `InvalidMessage`, `ProxyError`.
+        httpx.HTTPError: on entering, with `client=`, when httpx's request fails.
     """
-    return _WebSocketContext(uri, Options.from_kwargs(options), stream)
+    return _WebSocketContext(uri, Options.from_kwargs(options), stream, client)
 
 
 connect = open_websocket

@@ -327,9 +327,42 @@ class ClientHandshake:
                     "connection closed while reading HTTP response"
                 ) from EOFError()
 
+    def check_response(
+        self,
+        status_code: int,
+        reason_phrase: str,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes = b"",
+    ) -> Accepted:
+        """Check a response that another HTTP client (httpx) read for this request.
+
+        Raises:
+            InvalidStatus: the status isn't 101 (`body`, at most `Response.MAX_BODY` bytes
+                of it, goes with the response).
+            InvalidUpgrade, InvalidHeader, NegotiationError: as `receive_data`.
+        """
+        decoded = decode_headers(headers)
+        if status_code != 101:
+            raise InvalidStatus(
+                Response(
+                    status_code,
+                    reason_phrase,
+                    decoded,
+                    body[: Response.MAX_BODY],
+                    body_truncated=len(body) > Response.MAX_BODY,
+                )
+            )
+        return self._validate(Response(101, reason_phrase, decoded), b"")
+
     def _accept(self, event: h11.InformationalResponse) -> Accepted:
-        headers = decode_headers(event.headers.raw_items())
-        response = Response(101, event.reason.decode("latin-1"), headers)
+        response = Response(
+            101, event.reason.decode("latin-1"), decode_headers(event.headers.raw_items())
+        )
+        trailing_data, _ = self._h11.trailing_data
+        return self._validate(response, bytes(trailing_data))
+
+    def _validate(self, response: Response, trailing_data: bytes) -> Accepted:
+        headers = response.headers
 
         # RFC 6455 §4.1, server response validation, items 2 to 6.
         upgrade = headers.get("Upgrade")
@@ -351,9 +384,7 @@ class ClientHandshake:
 
         extensions = self._negotiate_extensions(headers.get_all("Sec-WebSocket-Extensions"))
         subprotocol = self._negotiate_subprotocol(headers.get_all("Sec-WebSocket-Protocol"))
-
-        trailing_data, _ = self._h11.trailing_data
-        return Accepted(response, subprotocol, extensions, bytes(trailing_data))
+        return Accepted(response, subprotocol, extensions, trailing_data)
 
     def _negotiate_extensions(self, values: list[str]) -> list[Extension]:
         accepted: list[Extension] = []

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import queue
 import re
 import socket
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -15,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
+import httpcore
+import httpx
 import pytest
 import wsproto.events
 from websockets.datastructures import Headers
@@ -250,13 +255,207 @@ async def test_headers_params_options_and_subprotocols() -> None:
 
 
 @pytest.mark.anyio
-async def test_client_and_other_httpx_arguments_are_refused() -> None:
-    with pytest.raises(TypeError, match="client="):
+async def test_arguments_httpx_wouldnt_take_are_refused() -> None:
+    with pytest.raises(TypeError, match=r"httpx\.AsyncClient"):
         async with aconnect_ws("http://127.0.0.1:1/", object()):  # type: ignore[arg-type]
             pass  # pragma: no cover
-    with pytest.raises(TypeError, match="cookies"):
+    with pytest.raises(TypeError, match="unexpected argument"):
+        async with aconnect_ws("http://127.0.0.1:1/", data=b"no body on an upgrade"):
+            pass  # pragma: no cover
+
+
+@pytest.mark.anyio
+async def test_without_httpx_only_headers_and_params(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "httpx", None)  # as if not installed
+    with pytest.raises(TypeError, match=r"cookies need\(s\) httpx"):
         async with aconnect_ws("http://127.0.0.1:1/", cookies={"a": "b"}):
             pass  # pragma: no cover
+
+
+# -- through an httpx client ----------------------------------------------------------------
+
+
+def echo_request(server_ws: Any) -> None:
+    """Answer each message with what the upgrade request carried."""
+    request = server_ws.request
+    for message in server_ws:
+        if message == "request":
+            server_ws.send(
+                json.dumps(
+                    {
+                        "path": request.path,
+                        "token": request.headers.get("X-Token"),
+                        "cookie": request.headers.get("Cookie"),
+                        "authorization": request.headers.get("Authorization"),
+                        "user_agent": request.headers.get("User-Agent"),
+                        "extensions": request.headers.get("Sec-WebSocket-Extensions"),
+                    }
+                )
+            )
+        else:
+            server_ws.send(message)
+
+
+@pytest.mark.anyio
+async def test_through_an_async_client() -> None:
+    hooked: list[str] = []
+
+    async def on_request(request: httpx.Request) -> None:
+        hooked.append(str(request.url))
+
+    async with websockets_server(echo_request) as uri:
+        base = uri.replace("ws://", "http://")
+        async with (
+            httpx.AsyncClient(
+                base_url=base,
+                headers={"X-Token": "from the client", "User-Agent": "my-agent"},
+                cookies={"session": "abc"},
+                auth=("user", "pass"),
+                event_hooks={"request": [on_request]},
+            ) as client,
+            aconnect_ws("/chat", client, params={"room": "1"}) as ws,
+        ):
+            assert isinstance(ws.response, httpx.Response)
+            assert ws.response.status_code == 101
+            await ws.send_text("request")
+            seen = await ws.receive_json()
+            await ws.send_bytes(b"\x00" * 60_000)  # compressed, through httpx's stream
+            assert await ws.receive_bytes() == b"\x00" * 60_000
+            assert ws.connection.remote_address is not None
+    assert seen["path"] == "/chat?room=1"
+    assert seen["token"] == "from the client"
+    assert seen["cookie"] == "session=abc"
+    assert seen["authorization"] == "Basic dXNlcjpwYXNz"
+    assert seen["user_agent"] == "my-agent"
+    assert seen["extensions"].startswith("permessage-deflate")
+    assert hooked == [f"{base}chat?room=1"]
+
+
+@pytest.mark.anyio
+async def test_the_main_api_takes_a_client_too() -> None:
+    async with (
+        websockets_server(echo_request) as uri,
+        httpx.AsyncClient(headers={"X-Token": "main"}) as client,
+    ):
+        context = anyws.connect(uri, client=client)
+        async with context as ws:
+            await ws.send("request")
+            seen = json.loads(await ws.recv())
+            assert ws.response.status_code == 101  # anyws's Response, as always
+            assert isinstance(context.http_response, httpx.Response)
+        assert ws.close_code == 1000
+        assert seen["token"] == "main"
+        with pytest.raises(ValueError, match="not both"):
+            anyws.connect(uri, client=client, stream=object())  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+async def test_without_a_client_httpx_arguments_use_a_temporary_one() -> None:
+    async with (
+        websockets_server(echo_request) as uri,
+        aconnect_ws(uri, cookies={"flavour": "oat"}, timeout=5.0, follow_redirects=False) as ws,
+    ):
+        await ws.send_text("request")
+        assert (await ws.receive_json())["cookie"] == "flavour=oat"
+        assert isinstance(ws.response, httpx.Response)
+
+
+@pytest.mark.anyio
+async def test_upgrade_refused_through_a_client() -> None:
+    async with (
+        websockets_server(scripted, process_request=refuse) as uri,
+        httpx.AsyncClient() as client,
+    ):
+        with pytest.raises(WebSocketUpgradeError) as caught:
+            async with aconnect_ws(uri, client):
+                pytest.fail("refused")  # pragma: no cover
+    assert caught.value.response is not None
+    assert caught.value.response.status_code == 403
+    assert caught.value.response.body == b"forbidden here\n"
+
+
+@pytest.mark.anyio
+async def test_a_large_refusal_body_is_cut_through_a_client() -> None:
+    def big_refusal(connection: Any, request: Any) -> Any:
+        return connection.respond(500, "x" * (anyws.Response.MAX_BODY + 10))
+
+    async with (
+        websockets_server(scripted, process_request=big_refusal) as uri,
+        httpx.AsyncClient() as client,
+    ):
+        with pytest.raises(WebSocketUpgradeError) as caught:
+            async with aconnect_ws(uri, client):
+                pytest.fail("refused")  # pragma: no cover
+    assert caught.value.response is not None
+    assert caught.value.response.body_truncated
+    assert len(caught.value.response.body) == anyws.Response.MAX_BODY
+
+
+@pytest.mark.anyio
+async def test_network_error_through_a_client() -> None:
+    async with (
+        raw_server(accept) as port,
+        httpx.AsyncClient() as client,
+        aconnect_ws(f"http://127.0.0.1:{port}/", client) as ws,
+    ):
+        with pytest.raises(WebSocketNetworkError):
+            await ws.receive()
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_sync_through_a_client(backend: str) -> None:
+    with (
+        sync_http_uri() as url,
+        httpx.Client(headers={"X-Token": "sync"}) as client,
+        connect_ws(url, client, backend=backend) as ws,  # type: ignore[arg-type]
+    ):
+        assert isinstance(ws.response, httpx.Response)
+        ws.send_text("headers")
+        assert ws.receive_text(timeout=5) == "sync /"
+        ws.send_bytes(b"x" * 60_000)
+        assert ws.receive_bytes(timeout=5) == b"x" * 60_000
+        assert ws.ping().wait(timeout=5)
+
+
+def test_sync_refused_and_failing_through_a_client() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def serve_twice() -> None:
+            for answer in ("refuse", "vanish"):
+                connection, _ = listener.accept()
+                with connection:
+                    request = b""
+                    while b"\r\n\r\n" not in request:
+                        request += connection.recv(4096)
+                    if answer == "refuse":
+                        connection.sendall(
+                            b"HTTP/1.1 403 Forbidden\r\nContent-Length: 4\r\n\r\nnope"
+                        )
+                    else:
+                        connection.sendall(
+                            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                            b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
+                            + accept_key(request_key(request)).encode()
+                            + b"\r\n\r\n"
+                        )
+
+        server = threading.Thread(target=serve_twice)
+        server.start()
+        with httpx.Client() as client:
+            with (
+                pytest.raises(WebSocketUpgradeError) as caught,
+                connect_ws(f"http://127.0.0.1:{port}/", client),
+            ):
+                pytest.fail("refused")  # pragma: no cover
+            assert caught.value.response is not None
+            assert caught.value.response.body == b"nope"
+            with (
+                connect_ws(f"http://127.0.0.1:{port}/", client) as ws,
+                pytest.raises(WebSocketNetworkError),
+            ):
+                ws.receive(timeout=5)
+        server.join(timeout=10)
 
 
 @pytest.mark.anyio
@@ -447,9 +646,12 @@ def resolves(path: str, root: Any) -> bool:
     if call is None:
         return has_member(target, name)
     function = getattr(target, name)
-    if function is anyws.open_websocket:  # its options are Options' fields
-        return parameter in {field.name for field in dataclasses.fields(anyws.Options)}
-    return parameter in inspect.signature(function).parameters
+    if parameter in inspect.signature(function).parameters:
+        return True
+    # open_websocket's **options are Options' fields.
+    return function is anyws.open_websocket and parameter in {
+        field.name for field in dataclasses.fields(anyws.Options)
+    }
 
 
 def test_the_readme_table_matches_the_code() -> None:
@@ -469,3 +671,58 @@ def test_the_readme_table_matches_the_code() -> None:
     for parameter in inspect.signature(httpx_ws.aconnect_ws).parameters:
         if parameter not in ("url", "kwargs"):
             assert f"aconnect_ws({parameter}=)" in listed, parameter
+
+
+class FailingNetworkStream:
+    """A network stream whose socket is gone: httpcore's errors on every read and write."""
+
+    def read(self, max_bytes: int) -> bytes:
+        raise httpcore.ReadError("connection reset")
+
+    def write(self, data: bytes) -> None:
+        raise httpcore.WriteError("broken pipe")
+
+    def close(self) -> None:
+        raise OSError("already closed")
+
+
+class FailingAsyncNetworkStream:
+    async def read(self, max_bytes: int) -> bytes:
+        raise httpcore.ReadError("connection reset")
+
+    async def write(self, data: bytes) -> None:
+        raise httpcore.WriteError("broken pipe")
+
+    async def aclose(self) -> None:
+        raise OSError("already closed")
+
+
+class Upgraded:
+    def __init__(self, stream: object) -> None:
+        self.extensions = {"network_stream": stream}
+
+    def close(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+
+@pytest.mark.anyio
+async def test_httpcore_errors_are_anyio_errors() -> None:
+    # The network stream httpx hands back fails as httpcore does; the driver sees anyio's
+    # BrokenResourceError (the connection is lost), and closing never raises.
+    from anyws._httpx import _AsyncNetworkStream, _SyncNetworkStream
+
+    streams: list[anyio.abc.ByteStream] = [
+        _AsyncNetworkStream(Upgraded(FailingAsyncNetworkStream())),
+        _SyncNetworkStream(Upgraded(FailingNetworkStream())),
+    ]
+    for stream in streams:
+        with pytest.raises(anyio.BrokenResourceError) as read:
+            await stream.receive()
+        assert isinstance(read.value.__cause__, httpcore.ReadError)
+        with pytest.raises(anyio.BrokenResourceError) as write:
+            await stream.send(b"x")
+        assert isinstance(write.value.__cause__, httpcore.WriteError)
+        await stream.aclose()

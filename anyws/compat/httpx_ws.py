@@ -14,18 +14,20 @@ Where httpx-ws behaves in a way that is a bug, anyws keeps its fix:
 - a ping whose pong never comes doesn't leave `wait()` hanging once the connection closed:
   it raises the session's exception instead.
 
-Not available: `client=` (an `httpx` client to make the upgrade request) and keyword
-arguments of httpx's `stream()` other than `headers` and `params`; they raise `TypeError`.
+With `client=`, the upgrade request goes through that httpx client and `response` is
+httpx's `Response`; `WebSocketUpgradeError.response` is anyws's `Response` (status, headers,
+body), whichever sent the request.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, Literal, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
 
 import anyio
 from anyio.from_thread import BlockingPortal, start_blocking_portal
@@ -38,7 +40,7 @@ from wsproto.events import (
     TextMessage,
 )
 
-from .._client import open_websocket
+from .._client import _WebSocketContext
 from .._connection import ClientConnection, PongWaiter
 from .._exceptions import (
     ConnectionClosed,
@@ -47,6 +49,7 @@ from .._exceptions import (
     InvalidMessageType,
     InvalidStatus,
 )
+from .._options import Options
 from .._types import Close, Response
 
 __all__ = [
@@ -65,6 +68,9 @@ __all__ = [
     "aconnect_ws",
     "connect_ws",
 ]
+
+if TYPE_CHECKING:
+    import httpx
 
 T = TypeVar("T")
 
@@ -447,6 +453,12 @@ class WebSocketSession:
 # -- connecting -------------------------------------------------------------------------
 
 
+# What httpx's `stream()` takes besides the method, URL and headers.
+_CLIENT_REQUEST_ARGUMENTS = frozenset(
+    {"params", "cookies", "auth", "timeout", "follow_redirects", "extensions"}
+)
+
+
 def _websocket_url(url: str, params: Any) -> str:
     """httpx-ws takes http(s):// URLs: they name the same resource as ws(s)://."""
     parts = urllib.parse.urlsplit(url)
@@ -461,7 +473,7 @@ def _websocket_url(url: str, params: Any) -> str:
 @asynccontextmanager
 async def aconnect_ws(
     url: str,
-    client: None = None,
+    client: httpx.AsyncClient | httpx.Client | None = None,
     *,
     max_message_size_bytes: int = DEFAULT_MAX_MESSAGE_SIZE_BYTES,
     queue_size: int = DEFAULT_QUEUE_SIZE,
@@ -475,56 +487,77 @@ async def aconnect_ws(
     `async with aconnect_ws("http://host/ws") as ws: ...`
 
     Args:
-        url: `ws://`, `wss://`, `http://` or `https://` (the last two mean the first two).
-        client: must be None (see the module's docstring).
+        url: `ws://`, `wss://`, `http://` or `https://` (the last two mean the first two);
+            with a client, also relative to its `base_url`.
+        client: an `httpx.AsyncClient` to send the upgrade request with (its headers,
+            cookies, auth, event hooks, proxy and transport apply; needs the `httpx`
+            extra); None: anyws connects by itself.
         max_message_size_bytes: the largest message accepted (64 KiB).
         queue_size: messages buffered for the application before reading pauses (512).
         keepalive_ping_interval_seconds: seconds between keepalive pings; None: none (20).
         keepalive_ping_timeout_seconds: seconds to wait for their pong before the
             connection fails with `WebSocketNetworkError` (20).
         subprotocols: subprotocols to offer.
-        **kwargs: `headers` (added to the request) and `params` (added to the query).
+        **kwargs: arguments of httpx's `stream()` for the upgrade request: `headers`,
+            `params`, and with httpx installed `cookies`, `auth`, `timeout`,
+            `follow_redirects`, `extensions` (without a client, a temporary
+            `httpx.AsyncClient` then sends the request).
 
     Raises:
         WebSocketUpgradeError: the server didn't upgrade (e.g. answered 403).
-        TypeError: `client=`, or another keyword argument.
-        OSError, TimeoutError: connecting failed, as in `anyws.open_websocket`.
+        TypeError: an argument httpx's `stream()` doesn't take, or one that needs httpx
+            when it isn't installed.
+        OSError, TimeoutError, httpx.HTTPError: connecting failed.
     """
-    if client is not None:
-        raise TypeError(
-            "anyws.compat.httpx_ws doesn't take client= (an httpx client); "
-            "give headers= and params= instead"
-        )
     headers: Mapping[str, str] | None = kwargs.pop("headers", None)
-    params = kwargs.pop("params", None)
-    if kwargs:
-        raise TypeError(f"unsupported argument(s): {', '.join(sorted(kwargs))}")
-    context = open_websocket(
-        _websocket_url(url, params),
-        additional_headers=headers,
-        max_size=max_message_size_bytes,
-        max_queue=queue_size,
-        ping_interval=keepalive_ping_interval_seconds,
-        ping_timeout=keepalive_ping_timeout_seconds,
-        subprotocols=subprotocols,
-    )
-    entered = False
-    try:
-        async with context as connection:
-            entered = True
-            yield AsyncWebSocketSession(connection)
-    except InvalidHandshake as failed:
-        if entered:
-            raise  # the block's own: it leaves unchanged
-        if isinstance(failed, InvalidStatus):
-            raise _UpgradeRefused(failed.response) from failed
-        raise WebSocketUpgradeError(getattr(failed, "response", None)) from failed
+    unknown = set(kwargs) - _CLIENT_REQUEST_ARGUMENTS
+    if unknown:
+        raise TypeError(f"unexpected argument(s): {', '.join(sorted(unknown))}")
+    async with contextlib.AsyncExitStack() as stack:
+        if client is None and set(kwargs) - {"params"}:
+            try:
+                import httpx
+            except ImportError:
+                raise TypeError(
+                    f"{', '.join(sorted(set(kwargs) - {'params'}))} need(s) httpx: "
+                    "pip install 'anyws[httpx]'"
+                ) from None
+            client = await stack.enter_async_context(httpx.AsyncClient())
+        if client is None:
+            url = _websocket_url(url, kwargs.get("params"))
+        context = _WebSocketContext(
+            url,
+            Options(
+                additional_headers=headers,
+                max_size=max_message_size_bytes,
+                max_queue=queue_size,
+                ping_interval=keepalive_ping_interval_seconds,
+                ping_timeout=keepalive_ping_timeout_seconds,
+                subprotocols=subprotocols,
+            ),
+            client=client,
+            client_request=kwargs,
+        )
+        entered = False
+        try:
+            async with context as connection:
+                entered = True
+                session = AsyncWebSocketSession(connection)
+                if context.http_response is not None:
+                    session.response = context.http_response
+                yield session
+        except InvalidHandshake as failed:
+            if entered:
+                raise  # the block's own: it leaves unchanged
+            if isinstance(failed, InvalidStatus):
+                raise _UpgradeRefused(failed.response) from failed
+            raise WebSocketUpgradeError(getattr(failed, "response", None)) from failed
 
 
 @contextmanager
 def connect_ws(
     url: str,
-    client: None = None,
+    client: httpx.Client | None = None,
     *,
     max_message_size_bytes: int = DEFAULT_MAX_MESSAGE_SIZE_BYTES,
     queue_size: int = DEFAULT_QUEUE_SIZE,
