@@ -110,12 +110,8 @@ def _read_sync_body(response: Any) -> bytes:
     return body
 
 
-def _address(stream: Any, name: str) -> Any:
-    return stream.get_extra_info(name)
-
-
-class _AsyncNetworkStream(anyio.abc.ByteStream):
-    """httpcore's async network stream (after a 101) as an anyio byte stream."""
+class _NetworkStream(anyio.abc.ByteStream):
+    """httpcore's network stream after a 101, as an anyio byte stream."""
 
     def __init__(self, response: Any) -> None:
         import httpcore
@@ -127,9 +123,16 @@ class _AsyncNetworkStream(anyio.abc.ByteStream):
     @property
     def extra_attributes(self) -> dict[Any, Any]:
         return {
-            SocketAttribute.local_address: lambda: _address(self._stream, "client_addr"),
-            SocketAttribute.remote_address: lambda: _address(self._stream, "server_addr"),
+            SocketAttribute.local_address: lambda: self._stream.get_extra_info("client_addr"),
+            SocketAttribute.remote_address: lambda: self._stream.get_extra_info("server_addr"),
         }
+
+    async def send_eof(self) -> None:
+        raise NotImplementedError("httpx's network stream can't half-close")
+
+
+class _AsyncNetworkStream(_NetworkStream):
+    """An `httpx.AsyncClient`'s network stream."""
 
     async def receive(self, max_bytes: int = _READ) -> bytes:
         try:
@@ -146,9 +149,6 @@ class _AsyncNetworkStream(anyio.abc.ByteStream):
         except self._errors as exc:
             raise anyio.BrokenResourceError from exc
 
-    async def send_eof(self) -> None:
-        raise NotImplementedError("httpx's network stream can't half-close")
-
     async def aclose(self) -> None:
         with contextlib.suppress(*self._errors):
             await self._stream.aclose()
@@ -156,24 +156,10 @@ class _AsyncNetworkStream(anyio.abc.ByteStream):
             await self._response.aclose()
 
 
-class _SyncNetworkStream(anyio.abc.ByteStream):
-    """httpcore's blocking network stream (an `httpx.Client`'s) as an anyio byte stream:
-    each read and write runs in a worker thread; closing the stream ends a blocked read.
+class _SyncNetworkStream(_NetworkStream):
+    """An `httpx.Client`'s blocking network stream: each read and write runs in a worker
+    thread; closing the stream ends a blocked read.
     """
-
-    def __init__(self, response: Any) -> None:
-        import httpcore
-
-        self._response = response
-        self._stream = response.extensions["network_stream"]
-        self._errors = (httpcore.NetworkError, OSError)
-
-    @property
-    def extra_attributes(self) -> dict[Any, Any]:
-        return {
-            SocketAttribute.local_address: lambda: _address(self._stream, "client_addr"),
-            SocketAttribute.remote_address: lambda: _address(self._stream, "server_addr"),
-        }
 
     async def receive(self, max_bytes: int = _READ) -> bytes:
         try:
@@ -191,9 +177,6 @@ class _SyncNetworkStream(anyio.abc.ByteStream):
             await anyio.to_thread.run_sync(self._stream.write, item)
         except self._errors as exc:
             raise anyio.BrokenResourceError from exc
-
-    async def send_eof(self) -> None:
-        raise NotImplementedError("httpx's network stream can't half-close")
 
     async def aclose(self) -> None:
         # Closing the socket from here wakes a read blocked in a worker thread.

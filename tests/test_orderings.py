@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import anyio
 import anyio.lowlevel
@@ -47,21 +47,7 @@ messages_strategy = st.lists(
     ),
     max_size=30,
 )
-ops_strategy = st.lists(
-    st.sampled_from(
-        [
-            "recv",
-            "recv_cancelled",
-            "recv_timeout",
-            "yield",
-            "ping",
-            "stream",
-            "stream_break",
-            "stream_cancelled",
-        ]
-    ),
-    max_size=60,
-)
+ops_strategy = st.lists(st.sampled_from(get_args(Op)), max_size=60)
 
 
 def whole(message: Message) -> str | bytes:
