@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from dataclasses import dataclass
 
@@ -11,6 +12,9 @@ from ._exceptions import InvalidURI
 # else (spaces, non-ASCII text) is percent-encoded so that the request line is valid.
 _PATH_SAFE = "/:@!$&'()*+,;=%-._~"
 _QUERY_SAFE = _PATH_SAFE + "?"
+# RFC 3986 §3.2.2 reg-name characters (unreserved, pct-encoded, sub-delims), plus ":" for
+# the inside of an IPv6 literal.
+_HOST = re.compile(r"[A-Za-z0-9\-._~%!$&'()*+,;=:]+")
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,9 @@ def parse_uri(uri: str) -> WebSocketURI:
             host = host.encode("idna").decode("ascii")
         except UnicodeError as exc:
             raise InvalidURI(uri, f"hostname isn't a valid IDNA name: {exc}") from None
+    if not _HOST.fullmatch(host):
+        # RFC 3986 §3.2.2: a reg-name, an IPv4 address or an IPv6 literal (unbracketed here).
+        raise InvalidURI(uri, f"hostname has characters a host can't have: {host!r}")
 
     user_info = None
     if parsed.username is not None or parsed.password is not None:

@@ -90,7 +90,10 @@ class ServerConnection:
         await self.stream.send(self.ws.send(event))
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Send a close frame, wait for the client's, then close TCP."""
+        """Send a close frame, wait for the client's, then close TCP. Does nothing if the
+        client's close frame came first (it was answered then)."""
+        if self.close_code is not None:
+            return
         await self.stream.send(self.ws.send(CloseConnection(code=code, reason=reason)))
         while await self.recv() is not None:
             pass

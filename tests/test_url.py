@@ -44,6 +44,8 @@ def test_parse_valid(uri: str, expected: WebSocketURI) -> None:
         ("ws://[::1/", "Invalid IPv6 URL"),
         ("ws://user@example.com/", "username provided without password"),
         ("ws://" + "a" * 64 + ".ü/", "IDNA"),
+        ("ws://bad host/", "characters a host can't have"),
+        ("ws://a<b>/", "characters a host can't have"),
     ],
 )
 def test_parse_invalid(uri: str, message: str) -> None:
