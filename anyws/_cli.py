@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import json
 import logging
+import signal
 import ssl
 import sys
 import threading
@@ -171,6 +172,29 @@ def _connect(args: argparse.Namespace) -> _WebSocketContext:
 
 
 async def _session(context: _WebSocketContext, args: argparse.Namespace, console: Console) -> int:
+    """Connect and converse; on Ctrl-C, leave at once (the connection closes with 1001
+    without waiting for the server).
+    """
+    status = EXIT_INTERRUPTED
+    async with anyio.create_task_group() as tg:
+
+        async def interrupt_on_ctrl_c() -> None:
+            # The same on both backends and every Python: Ctrl-C cancels the session.
+            with anyio.open_signal_receiver(signal.SIGINT) as signals:
+                async for _ in signals:
+                    console.end()
+                    console.note("interrupted")
+                    tg.cancel_scope.cancel()
+
+        tg.start_soon(interrupt_on_ctrl_c)
+        status = await _connect_and_converse(context, args, console)
+        tg.cancel_scope.cancel()
+    return status
+
+
+async def _connect_and_converse(
+    context: _WebSocketContext, args: argparse.Namespace, console: Console
+) -> int:
     try:
         async with context as ws:
             console.note(
@@ -205,6 +229,7 @@ async def _converse(ws: ClientConnection, args: argparse.Namespace, console: Con
                     arrived.set()
             except ConnectionClosedError:
                 outcome = EXIT_FAILED
+            console.end()
             console.note(_describe_close(ws))
             tg.cancel_scope.cancel()  # stop reading stdin: the conversation is over
 
@@ -280,6 +305,11 @@ class Console:
         self.interactive = interactive
         self._json = json
         self._lock = threading.Lock()  # the stdin thread prints the prompt too
+        self._prompting = interactive
+
+    def end(self) -> None:
+        """The conversation is over: no prompt any more."""
+        self._prompting = False
 
     def read_line(self) -> str | None:
         """The next line of stdin without its newline, or None at its end."""
@@ -320,8 +350,9 @@ class Console:
                 # Over the prompt, then the prompt again below: lines never interleave.
                 stream.write(f"\r\x1b[K{text}\n")
                 stream.flush()
-                self._out.write(PROMPT)
-                self._out.flush()
+                if self._prompting:
+                    self._out.write(PROMPT)
+                    self._out.flush()
             else:
                 stream.write(f"{text}\n")
                 stream.flush()

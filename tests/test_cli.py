@@ -11,6 +11,7 @@ import os
 import pty
 import runpy
 import select
+import signal
 import subprocess
 import sys
 import termios
@@ -496,3 +497,23 @@ def test_main_module(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixt
     assert capsys.readouterr().out.startswith("anyws ")
     # Imported (not run), it does nothing.
     assert importlib.import_module("anyws.__main__").main is _cli.main
+
+
+def test_main_ctrl_c(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], uri: str
+) -> None:
+    # SIGINT while the conversation goes on (as Ctrl-C sends it): status 130, at once.
+    release = threading.Event()
+
+    class InterruptingStdin(io.StringIO):
+        def readline(self, size: int | None = -1) -> str:  # type: ignore[override]
+            os.kill(os.getpid(), signal.SIGINT)
+            release.wait(10)
+            return ""
+
+    monkeypatch.setattr(sys, "stdin", InterruptingStdin())
+    try:
+        assert _cli.main([uri]) == 130
+    finally:
+        release.set()
+    assert capsys.readouterr().err.endswith("interrupted\n")
