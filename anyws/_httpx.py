@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import urllib.parse
+from abc import abstractmethod
 from collections.abc import Mapping
 from typing import Any
 
@@ -111,7 +112,9 @@ def _read_sync_body(response: Any) -> bytes:
 
 
 class _NetworkStream(anyio.abc.ByteStream):
-    """httpcore's network stream after a 101, as an anyio byte stream."""
+    """httpcore's network stream after a 101, as an anyio byte stream: httpcore's errors
+    become anyio's (the driver then reports the connection lost).
+    """
 
     def __init__(self, response: Any) -> None:
         import httpcore
@@ -127,16 +130,9 @@ class _NetworkStream(anyio.abc.ByteStream):
             SocketAttribute.remote_address: lambda: self._stream.get_extra_info("server_addr"),
         }
 
-    async def send_eof(self) -> None:
-        raise NotImplementedError("httpx's network stream can't half-close")
-
-
-class _AsyncNetworkStream(_NetworkStream):
-    """An `httpx.AsyncClient`'s network stream."""
-
     async def receive(self, max_bytes: int = _READ) -> bytes:
         try:
-            data: bytes = await self._stream.read(max_bytes)
+            data = await self._read(max_bytes)
         except self._errors as exc:
             raise anyio.BrokenResourceError from exc
         if not data:
@@ -145,9 +141,31 @@ class _AsyncNetworkStream(_NetworkStream):
 
     async def send(self, item: bytes) -> None:
         try:
-            await self._stream.write(item)
+            await self._write(item)
         except self._errors as exc:
             raise anyio.BrokenResourceError from exc
+
+    async def send_eof(self) -> None:
+        raise NotImplementedError("httpx's network stream can't half-close")
+
+    @abstractmethod
+    async def _read(self, max_bytes: int) -> bytes:
+        raise NotImplementedError
+
+    @abstractmethod
+    async def _write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+
+class _AsyncNetworkStream(_NetworkStream):
+    """An `httpx.AsyncClient`'s network stream."""
+
+    async def _read(self, max_bytes: int) -> bytes:
+        data: bytes = await self._stream.read(max_bytes)
+        return data
+
+    async def _write(self, data: bytes) -> None:
+        await self._stream.write(data)
 
     async def aclose(self) -> None:
         with contextlib.suppress(*self._errors):
@@ -161,22 +179,14 @@ class _SyncNetworkStream(_NetworkStream):
     thread; closing the stream ends a blocked read.
     """
 
-    async def receive(self, max_bytes: int = _READ) -> bytes:
-        try:
-            data: bytes = await anyio.to_thread.run_sync(
-                self._stream.read, max_bytes, abandon_on_cancel=True
-            )
-        except self._errors as exc:
-            raise anyio.BrokenResourceError from exc
-        if not data:
-            raise anyio.EndOfStream
+    async def _read(self, max_bytes: int) -> bytes:
+        data: bytes = await anyio.to_thread.run_sync(
+            self._stream.read, max_bytes, abandon_on_cancel=True
+        )
         return data
 
-    async def send(self, item: bytes) -> None:
-        try:
-            await anyio.to_thread.run_sync(self._stream.write, item)
-        except self._errors as exc:
-            raise anyio.BrokenResourceError from exc
+    async def _write(self, data: bytes) -> None:
+        await anyio.to_thread.run_sync(self._stream.write, data)
 
     async def aclose(self) -> None:
         # Closing the socket from here wakes a read blocked in a worker thread.

@@ -334,14 +334,20 @@ def test_main_ping(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], uri: str
 ) -> None:
     # stdin that ends only after a latency was printed: the pings go out meanwhile.
-    errors = io.StringIO()
+    pinged = threading.Event()
+
+    class Errors(io.StringIO):
+        def write(self, text: str) -> int:
+            if "ping:" in text:
+                pinged.set()
+            return super().write(text)
 
     class SlowStdin(io.StringIO):
         def readline(self, size: int | None = -1) -> str:  # type: ignore[override]
-            while "ping:" not in errors.getvalue():
-                time.sleep(0.01)
+            pinged.wait(10)
             return ""
 
+    errors = Errors()
     monkeypatch.setattr(sys, "stdin", SlowStdin())
     monkeypatch.setattr(sys, "stderr", errors)
     status = _cli.main(["--ping", "0.01", uri])
