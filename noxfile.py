@@ -1,5 +1,6 @@
 """Sessions: `nox` runs tests on every Python this machine has (each on both backends, with
-branch coverage held at 100 %), lint and typecheck. `nox -s demo` runs the demo."""
+branch coverage held at 100 %), lint, typecheck, the docs build, the Autobahn selection and
+a benchmark smoke run. `nox -s demo` runs the demo, `nox -s bench` the benchmark."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ from pathlib import Path
 import nox
 
 nox.options.default_venv_backend = "venv"
-nox.options.sessions = ["tests", "coverage", "lint", "typecheck", "autobahn", "bench_smoke"]
+nox.options.sessions = [
+    "tests",
+    "coverage",
+    "lint",
+    "typecheck",
+    "docs",
+    "autobahn",
+    "bench_smoke",
+]
 nox.options.error_on_missing_interpreters = os.environ.get("CI") == "true"
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
@@ -84,6 +93,17 @@ def typecheck(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
+def docs(session: nox.Session) -> None:
+    """Build the documentation site (MkDocs, API reference from the docstrings) with
+    warnings as errors: broken internal links and docstrings fail it."""
+    install_group(session, "docs")
+    site = Path(session.create_tmp()) / "site"
+    session.run(
+        "mkdocs", "build", "--strict", "--site-dir", str(site), env={"NO_MKDOCS_2_WARNING": "1"}
+    )
+
+
+@nox.session(python="3.11")
 def autobahn(session: nox.Session) -> None:
     """The Autobahn|Testsuite fuzzing server against anyws on trio and asyncio.
 
@@ -98,14 +118,16 @@ def autobahn(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """The side-by-side benchmark (`-- --quick` for a smoke run)."""
     install_group(session, "bench")
-    session.run("python", "bench/run.py", *session.posargs)
+    chart = [] if "--quick" in session.posargs else ["--chart", "docs/img/bench.svg"]
+    session.run("python", "bench/run.py", *chart, *session.posargs)
 
 
 @nox.session(python="3.11")
 def bench_smoke(session: nox.Session) -> None:
     """The benchmark driver with tiny counts: it still runs (no timing is judged)."""
     install_group(session, "bench")
-    session.run("python", "bench/run.py", "--quick")
+    chart = Path(session.create_tmp()) / "bench.svg"  # the chart code runs too
+    session.run("python", "bench/run.py", "--quick", "--chart", str(chart))
 
 
 @nox.session(python="3.11")

@@ -289,7 +289,8 @@ def connect(
         **options: the options of `anyws.open_websocket`.
 
     Raises:
-        As `anyws.open_websocket`.
+        InvalidURI: for a malformed URI, as `anyws.open_websocket` (and its other errors:
+            OSError, TimeoutError, InvalidHandshake).
     """
     context = open_websocket(uri, **options)
     with (
@@ -408,7 +409,8 @@ def reconnecting(
     Arguments and behaviour as `anyws.reconnecting`; `backend` as in `connect`.
 
     Raises:
-        As `anyws.reconnecting`, from the `for` loop.
+        InvalidHandshake: from the `for` loop, what `anyws.reconnecting` raises (a failure
+            its `process_exception` doesn't retry, or the last one when `delays` ran out).
     """
     connections = _reconnect.reconnecting(
         uri, process_exception=process_exception, backoff=backoff, delays=delays, **options

@@ -93,6 +93,9 @@ def main() -> None:
     parser.add_argument("--clients", nargs="*", default=CLIENTS)
     workloads = [*WORKLOADS, "idle"]
     parser.add_argument("--workloads", nargs="*", default=workloads, choices=workloads)
+    parser.add_argument(
+        "--chart", type=Path, help="also draw the CPU ratios as a bar chart (SVG) at this path"
+    )
     args = parser.parse_args()
     repeat = 1 if args.quick else args.repeat
     scale = 0.01 if args.quick else 1.0
@@ -128,6 +131,68 @@ def main() -> None:
             process.terminate()
             process.wait()
     report(samples, idle, args.clients, repeat)
+    if args.chart is not None:
+        chart(samples, args.clients, repeat, args.chart)
+
+
+def cpu_per_op(
+    samples: dict[tuple[str, str], list[dict[str, float]]], workload: str, client: str
+) -> float | None:
+    """The median client CPU µs per operation, or None if not run."""
+    runs = samples.get((workload, client))
+    if not runs:
+        return None
+    return statistics.median(run["cpu"] / run["ops"] * 1e6 for run in runs)
+
+
+def machine() -> str:
+    return (
+        f"{platform.python_implementation()} {platform.python_version()}, "
+        f"{platform.machine()}, {os.cpu_count()} cores; {platform.system()}"
+    )
+
+
+def chart(
+    samples: dict[tuple[str, str], list[dict[str, float]]],
+    clients: list[str],
+    repeat: int,
+    path: Path,
+) -> None:
+    """Grouped bars: each client's CPU per operation relative to the baseline, per workload."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: a file
+    import matplotlib.pyplot as plt
+
+    workloads = list(WORKLOADS)
+    figure, axes = plt.subplots(figsize=(10, 4.5))
+    width = 0.8 / len(clients)
+    for index, client in enumerate(clients):
+        ratios = []
+        for workload in workloads:
+            value, base = (
+                cpu_per_op(samples, workload, client),
+                cpu_per_op(samples, workload, BASELINE),
+            )
+            ratios.append(value / base if value is not None and base else 0.0)
+        positions = [w + (index - (len(clients) - 1) / 2) * width for w in range(len(workloads))]
+        axes.bar(positions, ratios, width, label=client)
+    axes.axhline(1.0, color="black", linewidth=0.8)
+    axes.set_xticks(range(len(workloads)), [WORKLOADS[w][0] for w in workloads], fontsize=8)
+    axes.set_ylabel(f"CPU per operation / {BASELINE}")
+    axes.set_title("Client CPU per operation, relative to websockets on asyncio (lower is better)")
+    axes.legend(fontsize=8, ncols=2)
+    figure.text(
+        0.01,
+        0.01,
+        f"median of {repeat} runs; {machine()}; {time.strftime('%Y-%m-%d')}",
+        fontsize=7,
+    )
+    figure.tight_layout(rect=(0, 0.04, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="svg", metadata={"Date": None})
+    plt.close(figure)
+    print(f"chart: {path}", file=sys.stderr)
 
 
 def report(
@@ -137,10 +202,7 @@ def report(
     repeat: int,
 ) -> None:
     def cpu_us(workload: str, client: str) -> float | None:
-        runs = samples.get((workload, client))
-        if not runs:
-            return None
-        return statistics.median(run["cpu"] / run["ops"] * 1e6 for run in runs)
+        return cpu_per_op(samples, workload, client)
 
     def throughput(workload: str, client: str) -> float | None:
         runs = samples.get((workload, client))
@@ -186,10 +248,7 @@ def report(
             value = statistics.median(run["bytes_per_connection"] for run in runs)
             print(f"| {client} | {value / 1024:.1f} |")
 
-    print(
-        f"\nMachine: {platform.python_implementation()} {platform.python_version()}, "
-        f"{platform.machine()}, {os.cpu_count()} cores; {platform.platform()}"
-    )
+    print(f"\nMachine: {machine()}; {platform.platform()}")
 
 
 if __name__ == "__main__":

@@ -330,8 +330,8 @@ class AsyncWebSocketSession:
         Raises:
             ValueError: `mode` is neither "text" nor "binary".
             json.JSONDecodeError: the message isn't JSON.
-            TimeoutError, WebSocketDisconnect, WebSocketNetworkError,
-            WebSocketInvalidTypeReceived: as `receive_text`.
+            WebSocketInvalidTypeReceived: the message has the other type.
+            TimeoutError, WebSocketDisconnect, WebSocketNetworkError: as `receive`.
         """
         if mode == "text":
             return json.loads(await self.receive_text(timeout))
