@@ -21,7 +21,7 @@ import signal
 import ssl
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn, TextIO
 
 import anyio
@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", action="store_true", help="pretty-print JSON messages")
     parser.add_argument(
-        "--verbose", action="store_true", help="log the connection and each message on stderr"
+        "--verbose", action="store_true", help="log the connection and every frame on stderr"
     )
     return parser
 
@@ -139,8 +139,11 @@ def _seconds_or_zero(value: str) -> float:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = build_parser().parse_args(argv)
-    if args.verbose:
-        logging.basicConfig(stream=sys.stderr, level=logging.DEBUG, format="%(name)s: %(message)s")
+    with _verbose_log() if args.verbose else contextlib.nullcontext():
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         context = _connect(args)
     except (InvalidURI, ProxyError, ValueError, TypeError, OSError) as exc:
@@ -152,6 +155,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.note("interrupted")
         return EXIT_INTERRUPTED
+
+
+@contextlib.contextmanager
+def _verbose_log() -> Iterator[None]:
+    """Show the debug log of anyws (the connection, every frame) on stderr while it runs."""
+    logger = logging.getLogger("anyws")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
 
 
 def _connect(args: argparse.Namespace) -> _WebSocketContext:
@@ -225,7 +243,7 @@ async def _converse(ws: ClientConnection, args: argparse.Namespace, console: Con
             nonlocal outcome
             try:
                 async for message in ws:
-                    console.incoming(message, verbose=args.verbose)
+                    console.incoming(message)
                     arrived.set()
             except ConnectionClosedError:
                 outcome = EXIT_FAILED
@@ -250,8 +268,6 @@ async def _converse(ws: ClientConnection, args: argparse.Namespace, console: Con
                 async with lines_out:
                     async for line in lines_out:
                         await ws.send(line)
-                        if args.verbose:
-                            console.note(f"> text, {len(line.encode())} bytes")
                 # stdin ended. Closing at once would race the replies to the last lines (a
                 # server may drop them once it sees our close frame): wait until it's quiet.
                 while args.linger:
@@ -321,7 +337,7 @@ class Console:
             return None
         return line.rstrip("\n") if line else None
 
-    def incoming(self, message: Data, *, verbose: bool = False) -> None:
+    def incoming(self, message: Data) -> None:
         """Show a message from the server."""
         if isinstance(message, bytes):
             preview = message[:BINARY_PREVIEW].hex()
@@ -334,10 +350,6 @@ class Console:
                 text = message
         else:
             text = message
-        if verbose:
-            kind = "binary" if isinstance(message, bytes) else "text"
-            size = len(message) if isinstance(message, bytes) else len(message.encode())
-            self.note(f"< {kind}, {size} bytes")
         self._write(self._out, f"< {text}" if self.interactive else text)
 
     def note(self, text: str) -> None:

@@ -6,6 +6,7 @@ the tasks never raise, and the user's exception is never handed to the task grou
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
@@ -104,10 +105,14 @@ class _WebSocketContext:
             raise TimeoutError(
                 f"timed out during the opening handshake (open_timeout={options.open_timeout}s)"
             )
+        logger = options.get_logger()
         protocol: ClientProtocol[PongWaiter] = ClientProtocol(
             accepted.extensions,
             max_size=options.max_size,
             compression_threshold=options.compression_threshold,
+            # Frames are logged at debug level, as `websockets` does; decided once, so
+            # that a connection without debug logging pays nothing per frame.
+            trace=logger.debug if logger.isEnabledFor(logging.DEBUG) else None,
         )
         connection = ClientConnection(
             stream,
@@ -116,7 +121,7 @@ class _WebSocketContext:
             response=accepted.response,
             subprotocol=accepted.subprotocol,
             limits=options.limits,
-            logger=options.get_logger(),
+            logger=logger,
             initial_data=accepted.trailing_data,
         )
         # The connection's tasks live under this task group's cancel scope: the one scope

@@ -64,7 +64,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -72,6 +72,7 @@ from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import (
     BytesMessage,
     CloseConnection,
+    Event,
     Ping,
     Pong,
     TextMessage,
@@ -213,6 +214,8 @@ class ClientProtocol(Generic[W]):
         max_size: the largest message accepted, in bytes after decompression; None: no limit.
         compression_threshold: with permessage-deflate, messages smaller than this many
             bytes are sent uncompressed; None compresses every message.
+        trace: called with a line describing each frame received ("< ...") and sent
+            ("> ..."), as `websockets` logs them at debug level; None: no tracing.
     """
 
     def __init__(
@@ -221,8 +224,10 @@ class ClientProtocol(Generic[W]):
         *,
         max_size: int | None = 2**20,
         compression_threshold: int | None = None,
+        trace: Callable[[str], None] | None = None,
     ) -> None:
         self._ws = Connection(ConnectionType.CLIENT, list(extensions))
+        self._trace = trace
         # Data frames are built by _frames (faster, byte-identical) unless an extension
         # other than our permessage-deflate could transform them: then wsproto builds them.
         self._deflate: NegotiatedDeflate | None = None
@@ -359,7 +364,10 @@ class ClientProtocol(Generic[W]):
             self.paused = True
             return received
         messages = 0
+        trace = self._trace
         for event in self._ws.events():
+            if trace is not None:
+                trace(f"< {_describe(event)}")
             if isinstance(event, (TextMessage, BytesMessage)):
                 message = self._on_data(event)
                 if message is not None:
@@ -374,7 +382,7 @@ class ClientProtocol(Generic[W]):
             elif isinstance(event, Ping):
                 if self.phase is Phase.OPEN:
                     # RFC 6455 §5.5.2: answer with a pong carrying the same payload.
-                    self._queue_control(self._ws.send(event.response()))
+                    self._send_control(event.response())
             elif isinstance(event, Pong):
                 acknowledged = self._acknowledge(bytes(event.payload))
                 if acknowledged:
@@ -456,6 +464,8 @@ class ClientProtocol(Generic[W]):
             self.close_rcvd_then_sent = True
             self.close_sent = Close(int(event.code), event.reason or "")
             self._queue_data(self._ws.send(event.response()))
+            if self._trace is not None:
+                self._trace(f"> {_describe(event.response())}")
         # Otherwise (CLOSED) our close went first: the handshake is now complete.
         self._enter(Phase.CLOSE_EXCHANGED)
 
@@ -547,6 +557,9 @@ class ClientProtocol(Generic[W]):
         # One message: the first frame carries the opcode, the others are continuations,
         # the last has FIN (RFC 6455 §5.4); deflate runs across the whole message.
         last = len(payloads) - 1
+        if self._trace is not None:
+            for index, payload in enumerate(payloads):
+                self._trace(f"> {_describe_data(payload, first=index == 0, fin=index == last)}")
         is_text = isinstance(payloads[0], str)
         datas = [p.encode("utf-8") if isinstance(p, str) else p for p in payloads]
         deflate = self._deflate
@@ -622,6 +635,8 @@ class ClientProtocol(Generic[W]):
             self.send_close(1011, "fragmented message interrupted")
 
     def _queue_fragment(self, payload: str | bytes, *, first: bool, fin: bool) -> None:
+        if self._trace is not None:
+            self._trace(f"> {_describe_data(payload, first=first, fin=fin)}")
         if not self._own_framing:
             if first and self._deflate is not None:
                 self._deflate.skip_message = self._fragments_deflate is None  # for the hook
@@ -650,7 +665,7 @@ class ClientProtocol(Generic[W]):
         if payload in self._pings:
             raise ConcurrencyError("already waiting for a pong with the same payload")
         self._pings[payload] = waiter
-        self._queue_control(self._ws.send(Ping(payload=payload)))
+        self._send_control(Ping(payload=payload))
 
     def ping_pending(self, payload: bytes) -> bool:
         """True while a ping with this payload waits for its pong."""
@@ -665,7 +680,7 @@ class ClientProtocol(Generic[W]):
         """
         self._check_open()
         _check_control_payload(payload)
-        self._queue_control(self._ws.send(Pong(payload=payload)))
+        self._send_control(Pong(payload=payload))
 
     def send_close(self, code: int = 1000, reason: str | None = "") -> None:
         """Start the closing handshake (RFC 6455 §7.1.2); no-op if it has already started.
@@ -712,7 +727,15 @@ class ClientProtocol(Generic[W]):
         # Our close follows the data frames already queued (rule 8).
         self.close_sent = close
         self.close_rcvd_then_sent = False
-        self._queue_data(self._ws.send(CloseConnection(code=close.code, reason=close.reason)))
+        event = CloseConnection(code=close.code, reason=close.reason)
+        self._queue_data(self._ws.send(event))
+        if self._trace is not None:
+            self._trace(f"> {_describe(event)}")
+
+    def _send_control(self, event: Ping | Pong) -> None:
+        self._queue_control(self._ws.send(event))
+        if self._trace is not None:
+            self._trace(f"> {_describe(event)}")
 
     def _queue_control(self, frame: bytes) -> None:
         self._control_out.append(frame)
@@ -729,6 +752,35 @@ class ClientProtocol(Generic[W]):
         self._data_out = []
         self.outbox_size = 0
         return frames
+
+
+_TRACE_PREVIEW = 40  # characters (or bytes) of a payload shown in a trace line
+
+
+def _describe_data(payload: str | bytes | bytearray, *, first: bool, fin: bool) -> str:
+    """A data frame, for tracing: its type (CONT for a continuation), the start of its
+    payload, its size, and whether more of the message follows.
+    """
+    kind = ("TEXT" if isinstance(payload, str) else "BINARY") if first else "CONT"
+    size = len(payload.encode("utf-8")) if isinstance(payload, str) else len(payload)
+    more = "…" if len(payload) > _TRACE_PREVIEW else ""
+    shown = (
+        payload[:_TRACE_PREVIEW] if isinstance(payload, str) else bytes(payload[:_TRACE_PREVIEW])
+    )
+    return f"{kind} {shown!r}{more} [{size} bytes{'' if fin else ', more'}]"
+
+
+def _describe(event: Event) -> str:
+    """A frame wsproto parsed (or that we send), for tracing. wsproto gives a frame's data
+    as it arrives, so a received "frame" may be the part of one that one read held.
+    """
+    if isinstance(event, (TextMessage, BytesMessage)):
+        return _describe_data(event.data, first=True, fin=event.message_finished)
+    if isinstance(event, (Ping, Pong)):
+        return f"{type(event).__name__.upper()} {bytes(event.payload)!r}"
+    if isinstance(event, CloseConnection):
+        return f"CLOSE {event.code} {event.reason or ''}".rstrip()
+    return type(event).__name__  # pragma: no cover (none other comes after the handshake)
 
 
 def _message(payload: str | bytes, *, finished: bool) -> TextMessage | BytesMessage:

@@ -313,8 +313,9 @@ def test_main_pipe_with_every_option(
     assert status == 0, err
     assert out == "not json\nquit\n"
     assert "(chat)" in err
-    assert "> text, 8 bytes" in err
-    assert "< text, 8 bytes" in err
+    # Frame by frame, as the connection's logger traces them at debug level.
+    assert "anyws.client: > TEXT 'not json' [8 bytes]" in err
+    assert "anyws.client: < TEXT 'not json' [8 bytes]" in err
     headers = seen["headers"]
     assert headers["X-Token"] == "secret"
     assert headers["Origin"] == "http://origin.example"

@@ -880,3 +880,39 @@ def test_abort_fragments_while_failing_keeps_the_first_cause() -> None:
     client.abort_fragments(ValueError("later"))
     assert isinstance(client.failure, PayloadTooBig)
     assert client.close_sent == Close(1009, "message too big")  # the failure's close frame
+
+
+def test_trace_describes_every_frame() -> None:
+    lines: list[str] = []
+    client = ClientProtocol[str](trace=lines.append)
+    server = Connection(ConnectionType.SERVER)
+    client.send_message("hello")
+    client.send_fragments([b"ab", b"c" * 50])
+    client.send_fragment("stream")
+    client.finish_fragments()
+    client.send_ping(b"p", "waiter")
+    client.send_pong(b"q")
+    to_server(client, server)
+    data = server.send(TextMessage("hi", message_finished=False)) + server.send(TextMessage("!"))
+    data += server.send(Ping(b"x")) + server.send(Pong(b"p"))
+    data += server.send(CloseConnection(1000, "bye"))
+    feed(client, data)
+    assert lines == [
+        "> TEXT 'hello' [5 bytes]",
+        "> BINARY b'ab' [2 bytes, more]",
+        "> CONT b'" + "c" * 40 + "'… [50 bytes]",
+        "> TEXT 'stream' [6 bytes, more]",
+        "> CONT '' [0 bytes]",
+        "> PING b'p'",
+        "> PONG b'q'",
+        "< TEXT 'hi' [2 bytes, more]",
+        "< TEXT '!' [1 bytes]",
+        "< PING b'x'",
+        "> PONG b'x'",
+        "< PONG b'p'",
+        "< CLOSE 1000 bye",
+        "> CLOSE 1000 bye",
+    ]
+    client2 = ClientProtocol[str](trace=lines.append)
+    client2.fail(1011, "", RuntimeError("down"))
+    assert lines[-1] == "> CLOSE 1011"
