@@ -9,7 +9,6 @@ httpx is imported only here, and only when a client is given.
 from __future__ import annotations
 
 import contextlib
-import urllib.parse
 from abc import abstractmethod
 from collections.abc import Mapping
 from typing import Any
@@ -21,21 +20,17 @@ from anyio.abc import SocketAttribute
 
 from ._handshake import Accepted, ClientHandshake
 from ._types import Response
-from ._url import WebSocketURI
+from ._url import WebSocketURI, websocket_url
 
 _READ = 2**16
 _SEND_ARGUMENTS = frozenset({"auth", "follow_redirects"})  # the rest go to build_request()
 
 
 def join_base_url(client: Any, uri: str) -> str:
-    """A URL relative to the client's `base_url` made absolute, and `http(s)://` (the
-    scheme httpx users write) turned into the `ws(s)://` it stands for.
-    """
+    """A URL relative to the client's `base_url` made absolute, as a ws(s):// URL."""
     if "://" not in uri:
         uri = str(client.base_url.join(uri))
-    parts = urllib.parse.urlsplit(uri)
-    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme.lower(), parts.scheme)
-    return urllib.parse.urlunsplit((scheme, *parts[1:]))
+    return websocket_url(uri)
 
 
 async def open_through_client(

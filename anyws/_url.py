@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import urllib.parse
 from dataclasses import dataclass
+from typing import Any
 
 from ._exceptions import InvalidURI
 
@@ -106,6 +107,19 @@ def parse_uri(uri: str) -> WebSocketURI:
         query=urllib.parse.quote(parsed.query, safe=_QUERY_SAFE),
         user_info=user_info,
     )
+
+
+def websocket_url(url: str, params: Any = None) -> str:
+    """`url` with `http://` and `https://` (what httpx users write) turned into the `ws://`
+    and `wss://` they stand for, and `params` (a mapping or pairs) added to its query.
+    """
+    parts = urllib.parse.urlsplit(url)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme.lower(), parts.scheme)
+    query = parts.query
+    if params:
+        extra = urllib.parse.urlencode(params, doseq=True)
+        query = f"{query}&{extra}" if query else extra
+    return urllib.parse.urlunsplit((scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
 def resolve_redirect(base: WebSocketURI, location: str) -> str:

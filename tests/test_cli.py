@@ -322,10 +322,12 @@ def test_main_pipe_with_every_option(
     assert "Sec-WebSocket-Extensions" not in headers
 
 
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_main_interactive(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], uri: str
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], uri: str, backend: str
 ) -> None:
-    status, out, err = run_main(monkeypatch, capsys, [uri], "binary\nquit\n", tty=True)
+    args = ["--backend", backend, uri]
+    status, out, err = run_main(monkeypatch, capsys, args, "binary\nquit\n", tty=True)
     assert status == 0, err
     assert "\r\x1b[K< <binary, 40 bytes" in out
     assert "\r\x1b[Kconnection closed: 1000\n" in err
@@ -506,8 +508,9 @@ def test_main_module(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixt
     assert importlib.import_module("anyws.__main__").main is _cli.main
 
 
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_main_ctrl_c(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], uri: str
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], uri: str, backend: str
 ) -> None:
     # SIGINT while the conversation goes on (as Ctrl-C sends it): status 130, at once.
     release = threading.Event()
@@ -520,7 +523,7 @@ def test_main_ctrl_c(
 
     monkeypatch.setattr(sys, "stdin", InterruptingStdin())
     try:
-        assert _cli.main([uri]) == 130
+        assert _cli.main(["--backend", backend, uri]) == 130
     finally:
         release.set()
     assert capsys.readouterr().err.endswith("interrupted\n")

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import json
 import queue
-import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
@@ -51,6 +50,7 @@ from .._exceptions import (
 )
 from .._options import Options
 from .._types import Close, Response
+from .._url import websocket_url
 
 __all__ = [
     "DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS",
@@ -459,17 +459,6 @@ _CLIENT_REQUEST_ARGUMENTS = frozenset(
 )
 
 
-def _websocket_url(url: str, params: Any) -> str:
-    """httpx-ws takes http(s):// URLs: they name the same resource as ws(s)://."""
-    parts = urllib.parse.urlsplit(url)
-    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme.lower(), parts.scheme)
-    query = parts.query
-    if params:
-        extra = urllib.parse.urlencode(params, doseq=True)
-        query = f"{query}&{extra}" if query else extra
-    return urllib.parse.urlunsplit((scheme, parts.netloc, parts.path, query, parts.fragment))
-
-
 @asynccontextmanager
 async def aconnect_ws(
     url: str,
@@ -524,7 +513,7 @@ async def aconnect_ws(
                 ) from None
             client = await stack.enter_async_context(httpx.AsyncClient())
         if client is None:
-            url = _websocket_url(url, kwargs.get("params"))
+            url = websocket_url(url, kwargs.get("params"))
         context = _WebSocketContext(
             url,
             Options(
