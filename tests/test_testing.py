@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import random
 import socket
+import struct
 import time
 
 import anyio
@@ -123,16 +124,20 @@ async def test_an_oversized_message_closes_with_1009() -> None:
 
 @pytest.mark.parametrize("ending", ["drop", "abort"])
 async def test_a_dropped_or_reset_connection_is_1006(ending: str) -> None:
+    checked = anyio.Event()  # a handler still running when the server exits is cancelled
+
     async def end(connection: ServerConnection) -> None:
         await connection.send("last")
         await getattr(connection, ending)()
         with pytest.raises(ClientGone):
             await connection.send("too late")
+        checked.set()
 
     async with serve(end) as server, anyws.connect(server.uri) as ws:
         assert await ws.recv() == "last"
         with pytest.raises(ConnectionClosedError):
             await ws.recv()
+        await checked.wait()
     assert ws.close_code == 1006
 
 
@@ -176,17 +181,20 @@ async def test_the_server_pings_and_records_pongs() -> None:
         await connection.send(f"got {sorted(connection.pongs_received)}")
         connection.stop_reading()  # so that no pong can arrive
         unanswered = await connection.ping(b"never answered")
-        await connection.drop()
+        await connection.abort()
         with pytest.raises(ClientGone, match="before the pong"):
             await unanswered.wait()
         assert not unanswered.arrived
+        checked.set()
 
+    checked = anyio.Event()
     async with serve(pinger) as server, anyws.connect(server.uri) as ws:
         await ws.pong(b"unsolicited")
         await ws.ping(b"tock")
         assert await ws.recv() == "got [b'tick', b'unsolicited']"
         with pytest.raises(ConnectionClosedError):
             await ws.recv()
+        await checked.wait()
     assert server.connections[0].pings_received == [b"tock"]
 
 
@@ -592,3 +600,18 @@ async def test_a_pipe_stops_when_its_destination_vanished_or_was_shut_down() -> 
     assert scope.cancel_called is False
     assert link.scope.cancel_called
     await upstream_peer.aclose()
+
+
+async def test_shutting_down_a_socket_the_peer_reset_is_not_an_error() -> None:
+    # Found by the chaos suite: trio's shutdown() raises a bare OSError (ENOTCONN) on a
+    # socket the peer reset; the proxy's FIN forwarding and the server's drop() use it.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        stream = await anyio.connect_tcp("127.0.0.1", listener.getsockname()[1])
+        peer, _ = listener.accept()
+    async with stream:
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.close()  # RST
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.EndOfStream):
+            await stream.receive()  # the RST has arrived
+        pipe = _Pipe(Direction("to_client"), stream, stream, _Link(stream, stream))
+        await pipe.send_eof()

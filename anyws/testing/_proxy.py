@@ -197,7 +197,8 @@ class _Pipe:
         async with self._write_lock:
             if not self._eof_sent:
                 self._eof_sent = True
-                with contextlib.suppress(*_GONE):
+                # trio's shutdown() raises a bare OSError once the peer reset the socket.
+                with contextlib.suppress(*_GONE, OSError):
                     await self.destination.send_eof()
 
 

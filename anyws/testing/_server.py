@@ -176,6 +176,7 @@ class ServerConnection:
         self._reading.set()
         self._write_lock = anyio.Lock()
         self._pong_waiters: dict[bytes, Pong] = {}
+        self._eof_sent = False
 
     def __repr__(self) -> str:
         state = "open" if self.close_code is None else f"closed {self.close_code}"
@@ -250,7 +251,7 @@ class ServerConnection:
         elif isinstance(event, Ping):
             self.pings_received.append(bytes(event.payload))
             if self.answer_pings and self._ws.state is ConnectionState.OPEN:
-                await self._reply(self._ws.send(event.response()))
+                await self._reply(event.response())
         elif isinstance(event, events.Pong):
             self.pongs_received.append(bytes(event.payload))
             waiter = self._pong_waiters.pop(bytes(event.payload), None)
@@ -260,12 +261,12 @@ class ServerConnection:
             # wsproto reports a frame it can't parse this way, without changing state: the
             # client broke the protocol (RFC 6455 §7.1.7: fail the connection).
             self.protocol_error = event.reason
-            await self._reply(self._ws.send(CloseConnection(event.code, event.reason)))
+            await self._reply(CloseConnection(event.code, event.reason))
             await self._close_transport()
         else:  # the client's Close: wsproto yields no other event once the connection is open
             self.close_code, self.close_reason = event.code, event.reason or ""
             if self._ws.state is ConnectionState.REMOTE_CLOSING:
-                await self._reply(self._ws.send(event.response()))
+                await self._reply(event.response())
             # RFC 6455 §7.1.1: once both Close frames are exchanged, the server closes TCP.
             await self._close_transport()
 
@@ -281,9 +282,18 @@ class ServerConnection:
 
     # -- sending ------------------------------------------------------------------------
 
-    async def _write(self, data: bytes) -> None:
+    def _check_writable(self) -> None:
         if self._closed.is_set():
             raise ClientGone(f"the connection is closed (close code {self.close_code})")
+        if self._eof_sent:
+            raise ClientGone("the server dropped the connection")
+
+    async def _send_event(self, event: Any) -> None:
+        self._check_writable()  # before wsproto records the event as sent
+        await self._write(self._ws.send(event))
+
+    async def _write(self, data: bytes) -> None:
+        self._check_writable()
         async with self._write_lock:
             try:
                 await self._stream.send(data)
@@ -291,11 +301,11 @@ class ServerConnection:
                 await self._close_transport()
                 raise ClientGone("the client dropped the connection") from None
 
-    async def _reply(self, data: bytes) -> None:
+    async def _reply(self, event: Any) -> None:
         # The reader's own writes (a Pong, a Close) may find the client gone: the reader
         # then ends as if it had read EOF.
         with contextlib.suppress(ClientGone):
-            await self._write(data)
+            await self._send_event(event)
 
     def _data_event(self, data: Data, *, finished: bool = True) -> Message[Any]:
         if isinstance(data, str):
@@ -311,7 +321,7 @@ class ServerConnection:
             ClientGone: The connection is closed.
             TypeError: `message` is neither `str` nor bytes-like.
         """
-        await self._write(self._ws.send(self._data_event(message)))
+        await self._send_event(self._data_event(message))
 
     async def send_fragments(self, fragments: Sequence[Data]) -> None:
         """Send one message split into these frames (RFC 6455 §5.4), all of one type.
@@ -324,7 +334,7 @@ class ServerConnection:
             raise ValueError("fragments must be a non-empty sequence of all str or all bytes")
         last = len(fragments) - 1
         for index, fragment in enumerate(fragments):
-            await self._write(self._ws.send(self._data_event(fragment, finished=index == last)))
+            await self._send_event(self._data_event(fragment, finished=index == last))
 
     async def send_raw(self, data: bytes) -> None:
         """Write bytes as they are: hand-made frames (see `frame()`), garbage, half a frame.
@@ -342,29 +352,39 @@ class ServerConnection:
             ClientGone: The connection is closed.
         """
         pong = self._pong_waiters.setdefault(bytes(payload), Pong())
-        await self._write(self._ws.send(Ping(payload)))
+        await self._send_event(Ping(payload))
         return pong
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake and wait for it to end: send a Close frame, wait for
         the client's, then close TCP (RFC 6455 §7.1.1). While reading is stopped, TCP is
-        closed right after the Close frame. Does nothing if the connection is closed.
+        closed right after the Close frame. After `drop()`, only waits for TCP to close.
 
         Raises:
             ClientGone: The client dropped the connection before the Close frame was sent.
         """
         if self._closed.is_set():
             return
-        if self._ws.state is ConnectionState.OPEN:
-            await self._write(self._ws.send(CloseConnection(code, reason)))
+        if self._ws.state is ConnectionState.OPEN and not self._eof_sent:
+            await self._send_event(CloseConnection(code, reason))
         if not self._reading.is_set():
             await self._close_transport()
         await self._closed.wait()
 
     async def drop(self) -> None:
-        """Close TCP without a Close frame (the client sees 1006)."""
-        if not self._closed.is_set():
-            await self._close_transport()
+        """End the connection without a Close frame (the client sees 1006): send FIN, then
+        read and discard until the client closes its end, so that TCP closes gracefully
+        (closing a socket with unread data would send RST, losing what was in flight;
+        `abort()` does that on purpose). Returns once FIN is sent.
+        """
+        if self._closed.is_set() or self._eof_sent:
+            return
+        async with self._write_lock:
+            self._eof_sent = True
+            # trio's shutdown() raises a bare OSError once the client reset the socket.
+            with contextlib.suppress(*_CLOSED_STREAM_ERRORS, OSError):
+                await self._stream.send_eof()
+        self.resume_reading()
 
     async def abort(self) -> None:
         """Reset the TCP connection (RST instead of FIN; a plain close on Unix sockets)."""
