@@ -37,9 +37,9 @@ async def main(uri: str, updates_wanted: int = 3) -> list[str]:
 
 
 async def restarting_feed(connection: ServerConnection) -> None:
-    if await connection.recv() is not None:
-        await connection.send("price: 42")
-        await connection.close(1012, "restarting")
+    await connection.recv()  # the subscription
+    await connection.send("price: 42")
+    await connection.close(1012, "restarting")
 
 
 async def run_demo() -> None:

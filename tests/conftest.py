@@ -19,13 +19,11 @@ import pytest
 import trustme
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+# test_examples imports the examples as modules.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 
-import echo_server
-
 import anyws
-
-ECHO = echo_server
+from anyws.testing import Accept, Handler, echo, serve
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -38,8 +36,8 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 async def echo_uri() -> AsyncIterator[str]:
-    async with echo_server.serve() as port:
-        yield f"ws://127.0.0.1:{port}/"
+    async with serve() as server:
+        yield server.uri
 
 
 # -- the websockets server (an independent implementation), in a thread ------------------
@@ -192,26 +190,21 @@ def unused_tcp_port() -> Iterator[int]:
 
 @asynccontextmanager
 async def memory_websocket(
-    handler: echo_server.Handler = echo_server.echo,
+    handler: Handler | None = echo,
     *,
     max_chunks: float = float("inf"),
     compression: bool = True,
     **options: Any,
 ) -> AsyncIterator[anyws.ClientConnection]:
-    """Connect `anyws` to `handler` (our server) over an in-memory transport."""
+    """Connect `anyws` to `handler` (anyws.testing's server) over an in-memory transport."""
 
     client_stream, server_stream = memory_pair(max_chunks)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(echo_server._accept, server_stream, handler, compression)
-        context = anyws.connect("ws://memory/", stream=client_stream, **options)
-        # The body's exception is re-raised outside this task group, so that it reaches the
-        # test as the library let it out (not wrapped in an ExceptionGroup by the harness).
-        error: BaseException | None = None
+    async with serve(handler, handshake=Accept(compression=compression)) as server:
+        server.attach(server_stream)
         try:
-            async with context as ws:
+            async with anyws.connect("ws://memory/", stream=client_stream, **options) as ws:
                 yield ws
-        except BaseException as exc:
-            error = exc
-        tg.cancel_scope.cancel()
-    if error is not None:
-        raise error
+        finally:
+            # Handlers still running when the server exits are cancelled: first let them
+            # do what the client's leaving allows (a handler's last step is observable).
+            await anyio.wait_all_tasks_blocked()

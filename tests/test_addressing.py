@@ -20,8 +20,9 @@ import pytest
 import trustme
 
 import anyws
+from anyws.testing import serve
 
-from .conftest import ECHO, websockets_server
+from .conftest import websockets_server
 
 pytestmark = pytest.mark.anyio
 
@@ -158,8 +159,8 @@ async def test_local_host_binds_the_socket() -> None:
     if not loopback_alias_works():
         pytest.skip("127.0.0.2 isn't a local address here")
     async with (
-        ECHO.serve() as port,
-        anyws.connect(f"ws://127.0.0.1:{port}/", local_host="127.0.0.2") as ws,
+        serve() as server,
+        anyws.connect(f"ws://127.0.0.1:{server.port}/", local_host="127.0.0.2") as ws,
     ):
         assert ws.local_address[0] == "127.0.0.2"
         await ws.send("bound")
@@ -170,10 +171,10 @@ async def test_local_host_binds_the_socket() -> None:
 # outside its try); the garbage collector closes it, with a ResourceWarning.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_local_host_that_is_not_local_is_an_os_error() -> None:
-    async with ECHO.serve() as port:
+    async with serve() as server:
         # 192.0.2.1 (TEST-NET-1, RFC 5737) is on no interface of this machine.
         with pytest.raises(OSError, match=r"(?i)assign|address"):
-            async with anyws.connect(f"ws://127.0.0.1:{port}/", local_host="192.0.2.1"):
+            async with anyws.connect(f"ws://127.0.0.1:{server.port}/", local_host="192.0.2.1"):
                 pass  # pragma: no cover (the bind fails)
     gc.collect()  # the leaked socket's warning comes here, not in a later test
 
@@ -183,8 +184,8 @@ async def test_happy_eyeballs_delay(delay: float | None) -> None:
     # "localhost" may resolve to ::1 first, where nothing listens: racing or one at a
     # time, the attempt falls through to 127.0.0.1.
     async with (
-        ECHO.serve() as port,
-        anyws.connect(f"ws://localhost:{port}/", happy_eyeballs_delay=delay) as ws,
+        serve() as server,
+        anyws.connect(f"ws://localhost:{server.port}/", happy_eyeballs_delay=delay) as ws,
     ):
         await ws.send("raced")
         assert await ws.recv() == "raced"

@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 import trustme
-from echo_server import ServerConnection
 
 from anyws import _cli
+from anyws.testing import ServerConnection
 
 from .test_sync import background_server
 
@@ -51,7 +51,7 @@ def run_cli(
 async def replies(connection: ServerConnection) -> None:
     """Answers "json" with a JSON text, "binary" with bytes, "bye" with a 1011 close,
     "quit" with "bye" and a normal close; echoes anything else."""
-    while (message := await connection.recv()) is not None:
+    async for message in connection:
         if message == "quit":
             await connection.send("bye")
             await connection.close()

@@ -33,8 +33,9 @@ from anyws import (
     process_exception,
 )
 from anyws._handshake import accept_key
+from anyws.testing import serve
 
-from .conftest import ECHO, raw_server, read_request, request_key, websockets_server
+from .conftest import raw_server, read_request, request_key, websockets_server
 
 pytestmark = pytest.mark.anyio
 
@@ -48,8 +49,8 @@ async def connect_and_leave(uri: str, **options: Any) -> None:
 @pytest.fixture(params=["ours", "websockets"])
 async def server_uri(request: pytest.FixtureRequest) -> AsyncIterator[str]:
     if request.param == "ours":
-        async with ECHO.serve() as port:
-            yield f"ws://127.0.0.1:{port}/"
+        async with serve() as server:
+            yield f"ws://127.0.0.1:{server.port}/"
     else:
         async with websockets_server() as uri:
             yield uri

@@ -3,16 +3,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 import pytest
-from echo_server import ServerConnection
 from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
+from wsproto.events import AcceptConnection, CloseConnection, Request
 
 import anyws
 from anyws import (
@@ -26,6 +24,7 @@ from anyws import (
     ProtocolError,
     State,
 )
+from anyws.testing import ServerConnection, close_frame, frame
 
 from .conftest import memory_pair, memory_websocket
 
@@ -42,7 +41,7 @@ class Script:
         self.connection: ServerConnection | None = None
 
     async def record_until_close(self, connection: ServerConnection) -> None:
-        while (message := await connection.recv()) is not None:
+        async for message in connection:
             self.received.append(message)
         self.done.set()
 
@@ -141,7 +140,9 @@ async def test_send_cancelled_while_waiting_for_room_sends_nothing() -> None:
     script = Script()
 
     async def slow_reader(connection: ServerConnection) -> None:
+        connection.stop_reading()
         await script.go.wait()
+        connection.resume_reading()
         await script.record_until_close(connection)
 
     # No buffering in the transport and a 1-byte write limit: the second send must wait.
@@ -162,6 +163,7 @@ async def test_send_cancelled_while_waiting_for_room_sends_nothing() -> None:
 
 async def test_sender_waiting_for_room_sees_the_connection_die() -> None:
     async def stuck(connection: ServerConnection) -> None:
+        connection.stop_reading()
         await anyio.sleep_forever()
 
     async with memory_websocket(stuck, max_chunks=0, write_limit=1, close_timeout=0) as ws:
@@ -346,6 +348,7 @@ async def test_max_size_applies_after_decompression() -> None:
 
 async def test_close_timeout_when_server_never_answers() -> None:
     async def silent(connection: ServerConnection) -> None:
+        connection.stop_reading()
         await anyio.sleep_forever()
 
     async with memory_websocket(silent, close_timeout=0.05) as ws:
@@ -388,7 +391,7 @@ async def test_block_error_closes_with_1011_and_propagates_unchanged() -> None:
     seen: list[int | None] = []
 
     async def handler(connection: ServerConnection) -> None:
-        await connection.recv()
+        await connection.wait_closed()
         seen.append(connection.close_code)
 
     class Boom(Exception):
@@ -438,7 +441,7 @@ async def test_outer_cancellation_exits_promptly() -> None:
 async def test_connection_drop_without_close() -> None:
     async def drop(connection: ServerConnection) -> None:
         await connection.send("bye")
-        await connection.stream.aclose()
+        await connection.drop()
 
     async with memory_websocket(drop) as ws:
         assert await ws.recv() == "bye"
@@ -454,7 +457,7 @@ async def test_connection_drop_without_close() -> None:
 
 async def test_write_failure_is_reported() -> None:
     async def abort(connection: ServerConnection) -> None:
-        await connection.stream.aclose()
+        await connection.abort()
 
     async with memory_websocket(abort) as ws:
         await ws.wait_closed()
@@ -484,6 +487,7 @@ async def test_ping_and_latency() -> None:
 
 async def test_duplicate_ping_payload() -> None:
     async def deaf(connection: ServerConnection) -> None:
+        connection.stop_reading()
         await anyio.sleep_forever()
 
     async with memory_websocket(deaf, close_timeout=0) as ws:
@@ -496,13 +500,13 @@ async def test_duplicate_ping_payload() -> None:
 
 
 async def test_heartbeat_fails_dead_peer_with_1011() -> None:
-    got: list[bytes] = []
+    server: list[ServerConnection] = []
 
     async def dead(connection: ServerConnection) -> None:
         # Reads frames but never answers pings: an unresponsive peer.
-        with contextlib.suppress(anyio.EndOfStream):
-            while True:
-                got.append(await connection.stream.receive())
+        connection.answer_pings = False
+        server.append(connection)
+        await connection.wait_closed()
 
     async with memory_websocket(dead, ping_interval=0.01, ping_timeout=0.01, close_timeout=5) as ws:
         with pytest.raises(ConnectionClosedError) as info:
@@ -512,13 +516,15 @@ async def test_heartbeat_fails_dead_peer_with_1011() -> None:
         assert info.value.sent.code == 1011
         assert info.value.sent.reason == "keepalive ping timeout"
         assert ws.closed
-    assert got[-1][0] == 0x88  # the last frame written was the close frame
+    # The client's close frame reached the server (which answered it).
+    assert server[0].close_code == 1011
 
 
 async def test_heartbeat_ends_when_the_connection_drops_during_a_ping() -> None:
     async def drop_on_ping(connection: ServerConnection) -> None:
-        await connection.stream.receive()  # the keepalive ping
-        await connection.stream.aclose()
+        connection.answer_pings = False
+        await connection.wait_ping()  # the keepalive ping
+        await connection.abort()
 
     async with memory_websocket(drop_on_ping, ping_interval=0.01, ping_timeout=30) as ws:
         await ws.wait_closed()
@@ -537,7 +543,7 @@ async def test_properties_of_an_in_memory_connection() -> None:
 
 async def test_no_exception_group_from_library_errors() -> None:
     async def bad(connection: ServerConnection) -> None:
-        await connection.stream.send(b"\x83\x00")  # reserved opcode
+        await connection.send_raw(frame(0x3))  # reserved opcode
         await connection.recv()
 
     with pytest.raises(ConnectionClosedError) as info:
@@ -553,12 +559,10 @@ async def test_messages_before_bad_input_can_be_answered() -> None:
     seen: list[object] = []
 
     async def handler(connection: ServerConnection) -> None:
-        message = connection.ws.send(TextMessage("question"))
-        await connection.stream.send(message + b"\x83\x00")  # then a reserved opcode
-        while 1002 not in seen:  # then the server closes TCP
-            connection.ws.receive_data(await connection.stream.receive())
-            for event in connection.ws.events():
-                seen.append(getattr(event, "data", None) or getattr(event, "code", None))
+        # The question, then a reserved opcode, in one write.
+        await connection.send_raw(frame(0x1, b"question") + frame(0x3))
+        seen.extend([message async for message in connection])
+        seen.append(connection.close_code)
 
     async with memory_websocket(handler, compression=False, close_timeout=5) as ws:
         question = await ws.receive_text()
@@ -570,21 +574,16 @@ async def test_messages_before_bad_input_can_be_answered() -> None:
 
 
 async def test_bad_input_fails_after_close_timeout_if_nobody_reads() -> None:
-    seen: list[int] = []
+    server: list[ServerConnection] = []
 
     async def handler(connection: ServerConnection) -> None:
-        message = connection.ws.send(TextMessage("unread"))
-        await connection.stream.send(message + b"\x83\x00")
-        with contextlib.suppress(anyio.EndOfStream):
-            while True:
-                connection.ws.receive_data(await connection.stream.receive())
-                seen.extend(
-                    e.code for e in connection.ws.events() if isinstance(e, CloseConnection)
-                )
+        server.append(connection)
+        await connection.send_raw(frame(0x1, b"unread") + frame(0x3))
+        await connection.wait_closed()
 
     async with memory_websocket(handler, compression=False, close_timeout=0.05) as ws:
         await ws.wait_closed()
-        assert seen == [1002]
+        assert server[0].close_code == 1002
         assert await ws.recv() == "unread"  # still delivered
 
 
@@ -624,28 +623,27 @@ def test_virtual_time_heartbeat_without_ping_timeout() -> None:
     pings: list[bytes] = []
 
     async def deaf(connection: ServerConnection) -> None:
-        with contextlib.suppress(anyio.EndOfStream):
-            while True:
-                pings.append(await connection.stream.receive())
+        connection.answer_pings = False
+        while True:
+            pings.append(await connection.wait_ping())
 
     async def main() -> State:
         async with memory_websocket(
             deaf, ping_interval=20, ping_timeout=None, close_timeout=1
         ) as ws:
-            await anyio.sleep(100)  # pongs never come, and that is allowed
+            await anyio.sleep(90)  # pongs never come, and that is allowed
             state: State = ws.state
             return state
 
     assert run_on_virtual_time(main) is State.OPEN
-    assert len(pings) == 5
+    assert len(pings) == 4  # at 20, 40, 60 and 80 seconds
 
 
 def test_virtual_time_heartbeat_stops_once_closing() -> None:
     async def closes_but_keeps_tcp(connection: ServerConnection) -> None:
-        await connection.stream.send(connection.ws.send(CloseConnection(1000)))
-        with contextlib.suppress(anyio.EndOfStream):
-            while True:
-                await connection.stream.receive()
+        await connection.send_raw(close_frame(1000))
+        connection.stop_reading()  # the client's close frame is never answered
+        await connection.wait_closed()
 
     async def main() -> tuple[State, int | None]:
         async with memory_websocket(closes_but_keeps_tcp, ping_interval=20, close_timeout=60) as ws:

@@ -17,6 +17,7 @@ import pytest
 
 import anyws
 from anyws import Close, ConnectionClosed, ConnectionClosedError, PayloadTooBig
+from anyws.testing import ServerConnection, serve
 
 from .conftest import raw_server, read_request, request_key, websockets_server
 
@@ -64,16 +65,15 @@ async def test_compressed_burst_then_close_delivers_everything() -> None:
 
 
 async def test_burst_then_close_from_our_server() -> None:
-    from .conftest import ECHO
 
-    async def handler(connection: ECHO.ServerConnection) -> None:
+    async def handler(connection: ServerConnection) -> None:
         for index in range(200):
             await connection.send(f"message {index}")
         await connection.close(1001, "going")
 
     async with (
-        ECHO.serve(handler) as port,
-        anyws.connect(f"ws://127.0.0.1:{port}/", max_queue=2) as ws,
+        serve(handler) as server,
+        anyws.connect(f"ws://127.0.0.1:{server.port}/", max_queue=2) as ws,
     ):
         received = [message async for message in ws]
         assert ws.close_code == 1001

@@ -16,11 +16,11 @@ import anyio.lowlevel
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from wsproto.events import BytesMessage, TextMessage
 
 from anyws import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
+from anyws.testing import ServerConnection
 
-from .conftest import ECHO, memory_websocket
+from .conftest import memory_websocket
 
 Op = Literal[
     "recv",
@@ -81,21 +81,14 @@ async def run_scenario(scenario: Scenario) -> None:
     messages, end, ops = scenario.messages, scenario.end, scenario.ops
     max_queue, compression = scenario.max_queue, scenario.compression
 
-    async def server(connection: ECHO.ServerConnection) -> None:
+    async def server(connection: ServerConnection) -> None:
         for message in messages:
             if isinstance(message, tuple):
-                for index, fragment in enumerate(message):
-                    finished = index == len(message) - 1
-                    event = (
-                        TextMessage(fragment, message_finished=finished)
-                        if isinstance(fragment, str)
-                        else BytesMessage(bytes(fragment), message_finished=finished)  # type: ignore[arg-type]
-                    )
-                    await connection.stream.send(connection.ws.send(event))
+                await connection.send_fragments(message)
             else:
                 await connection.send(message)
         if end == "drop":
-            await connection.stream.aclose()
+            await connection.drop()
         else:
             await connection.close(int(end.split()[1]))
 

@@ -17,8 +17,9 @@ import pytest
 import anyws
 import anyws.sync
 from anyws import ConnectionClosed, ConnectionClosedError, InvalidStatus
+from anyws.testing import serve
 
-from .conftest import ECHO, raw_server, read_request, request_key
+from .conftest import raw_server, read_request, request_key
 
 pytestmark = pytest.mark.anyio
 
@@ -59,11 +60,11 @@ async def test_reconnects_after_the_server_restarts(caplog: pytest.LogCaptureFix
     closes: list[int | None] = []
 
     async def servers() -> None:
-        async with ECHO.serve(port=port):
+        async with serve(port=port):
             await stop_first.wait()
         # The first server is gone (its connections dropped without a close frame); the
         # client is told only once the second one listens.
-        async with ECHO.serve(port=port):
+        async with serve(port=port):
             restarted.set()
             await anyio.sleep_forever()
 
@@ -254,8 +255,10 @@ def test_the_delays_start_over_after_a_connection_that_stayed_up() -> None:
 
     async def main() -> None:
         async with (
-            ECHO.serve() as port,
-            anyws.reconnecting(f"ws://127.0.0.1:{port}/", backoff=(1.0, 2.0, 8.0)) as connections,
+            serve() as server,
+            anyws.reconnecting(
+                f"ws://127.0.0.1:{server.port}/", backoff=(1.0, 2.0, 8.0)
+            ) as connections,
         ):
             rounds = 0
             async for ws in connections:

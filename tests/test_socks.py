@@ -18,8 +18,9 @@ import pytest
 import anyws
 import anyws.sync
 from anyws import ProxyError
+from anyws.testing import serve
 
-from .conftest import ECHO, raw_server, websockets_server
+from .conftest import raw_server, websockets_server
 
 pytestmark = pytest.mark.anyio
 
@@ -157,8 +158,8 @@ def test_sync_through_a_socks_proxy(socks_proxy: tuple[int, int], backend: str) 
     auth_port, _ = socks_proxy
 
     async def serve_until(stop: threading.Event, uri: list[str], ready: threading.Event) -> None:
-        async with ECHO.serve() as port:
-            uri.append(f"ws://127.0.0.1:{port}/")
+        async with serve() as server:
+            uri.append(f"ws://127.0.0.1:{server.port}/")
             ready.set()
             await anyio.to_thread.run_sync(stop.wait)
 

@@ -18,8 +18,9 @@ import pytest
 
 import anyws
 from anyws import ConcurrencyError, ConnectionClosedError, ConnectionClosedOK, PayloadTooBig
+from anyws.testing import ServerConnection
 
-from .conftest import ECHO, memory_websocket, websockets_server
+from .conftest import memory_websocket, websockets_server
 
 pytestmark = pytest.mark.anyio
 
@@ -43,24 +44,17 @@ class Script:
         self.send, self._receive = anyio.create_memory_object_stream[bytes | None](100)
         self._read = read
 
-    async def __call__(self, connection: ECHO.ServerConnection) -> None:
-        async with anyio.create_task_group() as tg:
-
-            async def answer_close() -> None:
-                while await connection.recv() is not None:
-                    pass
-                tg.cancel_scope.cancel()
-
-            if self._read:
-                tg.start_soon(answer_close)
-            with self.send, self._receive:
-                async for data in self._receive:
-                    if data is None:
-                        await connection.close()
-                        break
-                    await connection.stream.send(data)
-                else:  # the test closed `send`: the server vanishes
-                    await connection.stream.aclose()
+    async def __call__(self, connection: ServerConnection) -> None:
+        if not self._read:
+            connection.stop_reading()
+        with self.send, self._receive:
+            async for data in self._receive:
+                if data is None:
+                    await connection.close()
+                    break
+                await connection.send_raw(data)
+            else:  # the test closed `send`: the server vanishes
+                await connection.abort()
 
     def frames(self, *frames: bytes) -> None:
         self.send.send_nowait(b"".join(frames))

@@ -11,11 +11,10 @@ from collections.abc import Iterator
 
 import anyio
 import pytest
-from echo_server import ServerConnection, serve
-from wsproto.events import TextMessage
 
 from anyws import ConnectionClosedError, ConnectionClosedOK, InvalidMessageType, State
 from anyws.sync import ClientConnection, connect, open_websocket_sync, reconnecting, unix_connect
+from anyws.testing import ServerConnection, serve
 
 
 @contextlib.contextmanager
@@ -26,8 +25,8 @@ def background_server(handler: object = None, path: str | None = None) -> Iterat
 
     async def run() -> None:
         kwargs = {} if handler is None else {"handler": handler}
-        async with serve(path=path, **kwargs) as port:  # type: ignore[arg-type]
-            uri.append(f"ws://127.0.0.1:{port}/")
+        async with serve(unix_path=path, **kwargs) as server:  # type: ignore[arg-type]
+            uri.append(server.uri)
             ready.set()
             await anyio.to_thread.run_sync(stop.wait)
 
@@ -195,11 +194,9 @@ def test_sync_reconnecting_block_error_closes_with_1011(sync_uri: str) -> None:
 def test_sync_streaming_both_ways(backend: str) -> None:
     async def handler(connection: ServerConnection) -> None:
         # Answers each message with it in three frames, the first alone and at once.
-        while (message := await connection.recv()) is not None:
+        async for message in connection:
             assert isinstance(message, str)
-            for index, part in enumerate((message[:1], message[1:2], message[2:])):
-                frame = connection.ws.send(TextMessage(part, message_finished=index == 2))
-                await connection.stream.send(frame)
+            await connection.send_fragments([message[:1], message[1:2], message[2:]])
 
     read_in: list[str] = []
 

@@ -615,3 +615,50 @@ async def test_shutting_down_a_socket_the_peer_reset_is_not_an_error() -> None:
             await stream.receive()  # the RST has arrived
         pipe = _Pipe(Direction("to_client"), stream, stream, _Link(stream, stream))
         await pipe.send_eof()
+
+
+async def test_an_error_in_the_block_comes_out_as_itself() -> None:
+    with pytest.raises(KeyError):
+        async with serve():
+            raise KeyError("from the test")
+    async with serve() as server:
+        with pytest.raises(KeyError):
+            async with fault_proxy(server):
+                raise KeyError("from the test")
+
+
+async def test_waiting_for_the_clients_pings() -> None:
+    async with serve(None) as server, anyws.connect(server.uri, ping_interval=0.01) as ws:
+        connection = await server.accept()
+        keepalive = await connection.wait_ping()
+        assert len(keepalive) == 4  # anyws's keepalive payload: 4 random bytes
+        await ws.ping(b"mine")
+        while await connection.wait_ping() != b"mine":
+            pass
+        await connection.abort()
+        with pytest.raises(ClientGone):
+            await connection.wait_ping()
+
+
+async def test_a_write_waiting_while_drop_sends_eof_is_refused() -> None:
+    # Found by the chaos suite: the server's reader answered a ping after drop() had sent
+    # EOF (it checked before waiting for the write lock); asyncio raised RuntimeError.
+    refused = []
+    async with serve(None) as server, anyws.connect(server.uri) as ws:
+        connection = await server.accept()
+
+        async def send() -> None:
+            with pytest.raises(ClientGone, match="dropped"):
+                await connection.send("after EOF")
+            refused.append(True)
+
+        async with anyio.create_task_group() as tg:
+            await connection._write_lock.acquire()  # drop() and the send queue behind it
+            tg.start_soon(connection.drop)
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(send)
+            await anyio.wait_all_tasks_blocked()
+            connection._write_lock.release()  # drop() goes first: it queued first
+        with pytest.raises(ConnectionClosedError):
+            await ws.recv()
+    assert refused == [True]

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 import anyio
 import anyio.abc
 
-from ._server import Server, close_stream
+from ._server import Server, background_tasks, close_stream
 
 _GONE = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError)
 
@@ -297,9 +297,6 @@ async def fault_proxy(target: Server | tuple[str, int]) -> AsyncIterator[FaultPr
         target = ("127.0.0.1", target.port)
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
     proxy = FaultProxy(listener.extra(anyio.abc.SocketAttribute.local_port), target)
-    async with listener, anyio.create_task_group() as tg:
+    async with listener, background_tasks() as tg:
         tg.start_soon(listener.serve, proxy._relay)
-        try:
-            yield proxy
-        finally:
-            tg.cancel_scope.cancel()
+        yield proxy

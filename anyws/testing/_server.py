@@ -177,6 +177,8 @@ class ServerConnection:
         self._write_lock = anyio.Lock()
         self._pong_waiters: dict[bytes, Pong] = {}
         self._eof_sent = False
+        self._ping_arrived = anyio.Event()
+        self._pings_waited = 0
 
     def __repr__(self) -> str:
         state = "open" if self.close_code is None else f"closed {self.close_code}"
@@ -209,6 +211,21 @@ class ServerConnection:
         with contextlib.suppress(ClientGone):
             while True:
                 yield await self.recv()
+
+    async def wait_ping(self) -> bytes:
+        """Return the payload of the client's next Ping that `wait_ping()` hasn't returned
+        yet (a keepalive ping, say), waiting for it if needed.
+
+        Raises:
+            ClientGone: The connection closed before another Ping arrived.
+        """
+        while len(self.pings_received) <= self._pings_waited:
+            if self._closed.is_set():
+                raise ClientGone(f"the client left (close code {self.close_code})")
+            await self._ping_arrived.wait()
+            self._ping_arrived = anyio.Event()
+        self._pings_waited += 1
+        return self.pings_received[self._pings_waited - 1]
 
     def stop_reading(self) -> None:
         """Stop reading from the socket until `resume_reading()` (bytes already read but not
@@ -250,6 +267,7 @@ class ServerConnection:
                 self._arrived.set()
         elif isinstance(event, Ping):
             self.pings_received.append(bytes(event.payload))
+            self._ping_arrived.set()
             if self.answer_pings and self._ws.state is ConnectionState.OPEN:
                 await self._reply(event.response())
         elif isinstance(event, events.Pong):
@@ -279,6 +297,7 @@ class ServerConnection:
         self._pong_waiters.clear()
         self._closed.set()
         self._arrived.set()
+        self._ping_arrived.set()
 
     # -- sending ------------------------------------------------------------------------
 
@@ -293,8 +312,8 @@ class ServerConnection:
         await self._write(self._ws.send(event))
 
     async def _write(self, data: bytes) -> None:
-        self._check_writable()
         async with self._write_lock:
+            self._check_writable()  # under the lock: drop() may have sent EOF meanwhile
             try:
                 await self._stream.send(data)
             except _CLOSED_STREAM_ERRORS:
@@ -606,15 +625,31 @@ async def serve(
     else:
         listener = await anyio.create_unix_listener(unix_path)
         address = unix_path
-    async with listener, anyio.create_task_group() as tg:
+    async with listener, background_tasks() as tg:
         server = Server(tg, handler, handshake, address)
         tg.start_soon(listener.serve, server._serve_connection)
         try:
             yield server
         finally:
             server._running = False
-            tg.cancel_scope.cancel()
             server._accepted[0].close()
             server._accepted[1].close()
     if server._errors:
         raise server._errors[0]
+
+
+@asynccontextmanager
+async def background_tasks() -> AsyncIterator[anyio.abc.TaskGroup]:
+    """A task group for the background tasks of a context manager: they are cancelled when
+    its block ends, and an exception from the block comes out as itself, not wrapped in
+    an ExceptionGroup the user didn't cause.
+    """
+    error: BaseException | None = None
+    async with anyio.create_task_group() as tg:
+        try:
+            yield tg
+        except BaseException as exc:  # re-raised below, once the tasks are gone
+            error = exc
+        tg.cancel_scope.cancel()
+    if error is not None:
+        raise error
