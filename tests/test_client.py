@@ -10,6 +10,7 @@ import ssl
 import struct
 import tempfile
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from anyws import (
     process_exception,
 )
 from anyws._handshake import accept_key
-from anyws.testing import serve
+from anyws.testing import RawResponse, serve
 
 from .conftest import raw_server, read_request, request_key, websockets_server
 
@@ -276,29 +277,26 @@ async def test_connection_refused_by_name(unused_tcp_port: int) -> None:
 
 
 async def test_server_that_never_answers_times_out() -> None:
-    async def silent(stream: anyio.abc.SocketStream) -> None:
-        await anyio.sleep_forever()
-
-    async with raw_server(silent) as port:
+    async with serve(handshake=RawResponse(b"")) as server:  # no answer at all
         with pytest.raises(TimeoutError, match=r"open_timeout=0\.1"):
-            await connect_and_leave(f"ws://127.0.0.1:{port}/", open_timeout=0.1)
+            await connect_and_leave(server.uri, open_timeout=0.1)
 
 
 def http(status: str, *headers: str, body: bytes = b"") -> bytes:
     return ("\r\n".join([f"HTTP/1.1 {status}", *headers]) + "\r\n\r\n").encode() + body
 
 
-async def serve_reply(reply: bytes, *, then: bytes = b"", close: bool = True) -> Any:
-    """A raw server answering the handshake with `reply` (`{accept}` filled in)."""
+@asynccontextmanager
+async def serve_reply(reply: bytes, *, then: bytes = b"", close: bool = True) -> AsyncIterator[int]:
+    """A server answering the handshake with the bytes `reply` (`{accept}` filled in) and
+    `then`; yields its port."""
 
-    async def handler(stream: anyio.abc.SocketStream) -> None:
-        request = await read_request(stream)
-        accept = accept_key(request_key(request)).encode()
-        await stream.send(reply.replace(b"{accept}", accept) + then)
-        if not close:
-            await anyio.sleep_forever()
+    def answer(request: anyws.Request) -> RawResponse:
+        accept = accept_key(request.headers["Sec-WebSocket-Key"]).encode()
+        return RawResponse(reply.replace(b"{accept}", accept) + then, close=close)
 
-    return raw_server(handler)
+    async with serve(None, handshake=answer) as server:
+        yield server.port
 
 
 SWITCHING = http(
@@ -311,7 +309,7 @@ SWITCHING = http(
 
 async def test_rejection_403_with_body() -> None:
     reply = http("403 Forbidden", "Content-Length: 9", "X-Reason: token", body=b"go away\r\n")
-    async with await serve_reply(reply) as port:
+    async with serve_reply(reply) as port:
         with pytest.raises(InvalidStatus) as info:
             await connect_and_leave(f"ws://127.0.0.1:{port}/")
     response = info.value.response
@@ -323,7 +321,7 @@ async def test_rejection_403_with_body() -> None:
 
 async def test_plain_http_page() -> None:
     reply = http("200 OK", "Content-Type: text/html", "Connection: close", body=b"<h1>hi</h1>")
-    async with await serve_reply(reply) as port:
+    async with serve_reply(reply) as port:
         with pytest.raises(InvalidStatus) as info:
             await connect_and_leave(f"ws://127.0.0.1:{port}/")
     assert info.value.response.status_code == 200
@@ -331,7 +329,7 @@ async def test_plain_http_page() -> None:
 
 
 async def test_503_is_worth_retrying() -> None:
-    async with await serve_reply(http("503 Busy", "Content-Length: 0")) as port:
+    async with serve_reply(http("503 Busy", "Content-Length: 0")) as port:
         with pytest.raises(InvalidStatus) as info:
             await connect_and_leave(f"ws://127.0.0.1:{port}/")
     assert process_exception(info.value) is None
@@ -350,13 +348,13 @@ async def test_503_is_worth_retrying() -> None:
     ],
 )
 async def test_bad_handshake_responses(reply: bytes, error: type[Exception], message: str) -> None:
-    async with await serve_reply(reply) as port:
+    async with serve_reply(reply) as port:
         with pytest.raises(error, match=message):
             await connect_and_leave(f"ws://127.0.0.1:{port}/")
 
 
 async def test_eof_during_handshake_is_worth_retrying() -> None:
-    async with await serve_reply(b"") as port:
+    async with serve_reply(b"") as port:
         with pytest.raises(InvalidMessage) as info:
             await connect_and_leave(f"ws://127.0.0.1:{port}/")
     assert process_exception(info.value) is None
@@ -421,7 +419,7 @@ async def test_garbage_from_the_server_fails_the_connection(bad_frame: bytes, co
 
 async def test_tcp_drop_without_close() -> None:
     async with (
-        await serve_reply(SWITCHING, then=frame(0x1, b"last")) as port,
+        serve_reply(SWITCHING, then=frame(0x1, b"last")) as port,
         anyws.connect(f"ws://127.0.0.1:{port}/", compression=None) as ws,
     ):
         assert await ws.recv() == "last"
@@ -433,7 +431,7 @@ async def test_tcp_drop_without_close() -> None:
 
 async def test_dead_peer_heartbeat_closes_with_1011() -> None:
     async with (
-        await serve_reply(SWITCHING, close=False) as port,
+        serve_reply(SWITCHING, close=False) as port,
         anyws.connect(
             f"ws://127.0.0.1:{port}/", ping_interval=0.05, ping_timeout=0.05, close_timeout=1
         ) as ws,
@@ -447,7 +445,7 @@ async def test_dead_peer_heartbeat_closes_with_1011() -> None:
 
 async def test_handshake_trailing_data_is_the_first_message() -> None:
     async with (
-        await serve_reply(SWITCHING, then=frame(0x1, b"early") + frame(0x8, b"\x03\xe8")) as port,
+        serve_reply(SWITCHING, then=frame(0x1, b"early") + frame(0x8, b"\x03\xe8")) as port,
         anyws.connect(f"ws://127.0.0.1:{port}/", close_timeout=0.2) as ws,
     ):
         assert [message async for message in ws] == ["early"]
@@ -458,7 +456,7 @@ async def test_handshake_trailing_data_is_the_first_message() -> None:
 
 async def test_redirects_are_followed(echo_uri: str) -> None:
     async with (
-        await serve_reply(http("302 Found", f"Location: {echo_uri}", "Content-Length: 0")) as port,
+        serve_reply(http("302 Found", f"Location: {echo_uri}", "Content-Length: 0")) as port,
         anyws.connect(f"ws://127.0.0.1:{port}/") as ws,
     ):
         await ws.send("redirected")
@@ -476,9 +474,7 @@ async def test_too_many_redirects() -> None:
 
 
 async def test_redirect_to_invalid_uri() -> None:
-    async with await serve_reply(
-        http("302 Found", "Location: ftp://x/", "Content-Length: 0")
-    ) as port:
+    async with serve_reply(http("302 Found", "Location: ftp://x/", "Content-Length: 0")) as port:
         with pytest.raises(InvalidStatus) as info:
             await connect_and_leave(f"ws://127.0.0.1:{port}/")
     assert info.value.response.status_code == 302

@@ -19,7 +19,7 @@ import anyws
 from anyws import Close, ConnectionClosed, ConnectionClosedError, PayloadTooBig
 from anyws.testing import ServerConnection, serve
 
-from .conftest import raw_server, read_request, request_key, websockets_server
+from .conftest import websockets_server
 
 pytestmark = pytest.mark.anyio
 
@@ -107,14 +107,9 @@ async def test_a_compressed_flood_holds_memory_to_the_queue() -> None:
     assert peak < bound + 2**20, f"peak {peak} bytes, bound {bound}"
 
 
-async def stop_reading_after_handshake(stream: anyio.abc.SocketStream) -> None:
-    """A raw server that accepts the upgrade and then never reads again."""
-    request = await read_request(stream)
-    accept = anyws._handshake.accept_key(request_key(request))
-    await stream.send(
-        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-        b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept.encode() + b"\r\n\r\n"
-    )
+async def stop_reading_after_handshake(connection: ServerConnection) -> None:
+    """A server that accepts the upgrade and then never reads again."""
+    connection.stop_reading()
     await anyio.sleep_forever()
 
 
@@ -122,11 +117,11 @@ async def stop_reading_after_handshake(stream: anyio.abc.SocketStream) -> None:
 async def test_a_peer_that_stopped_reading_is_released_within_close_timeout(leave: str) -> None:
     close_timeout = 0.5
     outcome: list[BaseException] = []
-    async with raw_server(stop_reading_after_handshake) as port:
+    async with serve(stop_reading_after_handshake) as server:
         async with anyio.create_task_group() as senders:
             with anyio.CancelScope() as block:
                 async with anyws.connect(
-                    f"ws://127.0.0.1:{port}/", close_timeout=close_timeout, compression=None
+                    server.uri, close_timeout=close_timeout, compression=None
                 ) as ws:
                     blocked = anyio.Event()
 
@@ -163,11 +158,9 @@ async def test_a_peer_that_stopped_reading_is_released_within_close_timeout(leav
 
 async def test_a_heartbeat_during_the_closing_handshake_leaves_it_alone() -> None:
     close_timeout = 1.0
-    async with raw_server(stop_reading_after_handshake) as port:
+    async with serve(stop_reading_after_handshake) as server:
         left_at = time.monotonic()
-        async with anyws.connect(
-            f"ws://127.0.0.1:{port}/", close_timeout=close_timeout, ping_interval=0.05
-        ) as ws:
+        async with anyws.connect(server.uri, close_timeout=close_timeout, ping_interval=0.05) as ws:
             pass
         exit_time = time.monotonic() - left_at
     # The server never answers our close frame: the heartbeat fired while we waited for

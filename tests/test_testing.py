@@ -23,6 +23,7 @@ from anyws import (
 from anyws.testing import (
     Accept,
     ClientGone,
+    RawResponse,
     Reject,
     ServerConnection,
     close_frame,
@@ -225,11 +226,11 @@ async def test_a_handshake_answer_chosen_per_request() -> None:
 
 
 async def test_garbage_or_no_answer_to_the_handshake() -> None:
-    async with serve(handshake=b"HTTP/1.1 200 OK\r\nnot a header\r\n\r\n") as server:
+    async with serve(handshake=RawResponse(b"HTTP/1.1 200 OK\r\nnot a header\r\n\r\n")) as server:
         with pytest.raises(InvalidMessage):
             async with anyws.connect(server.uri):
                 pass
-    async with serve(handshake=b"") as server:
+    async with serve(handshake=RawResponse(b"")) as server:
         with pytest.raises(TimeoutError):
             async with anyws.connect(server.uri, open_timeout=0.1):
                 pass

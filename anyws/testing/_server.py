@@ -89,10 +89,24 @@ class Reject:
     body: bytes = b""
 
 
-HandshakeResponse: TypeAlias = Accept | Reject | bytes
-"""How the server answers a handshake; `bytes` are written as they are, in place of an HTTP
-response (garbage, a truncated response, or `b""` for no answer at all), and the connection
-then stays open, unread, until the client leaves or the server exits."""
+@dataclass(frozen=True)
+class RawResponse:
+    """Answer the opening handshake with these bytes as they are, in place of an HTTP
+    response: garbage, a truncated response, a response with a wrong accept key, or `b""`
+    for no answer at all.
+
+    Attributes:
+        data: What to write.
+        close: Close the connection once written (a server that hangs up); if false, it
+            stays open, unread, until the client leaves or the server exits.
+    """
+
+    data: bytes
+    close: bool = False
+
+
+HandshakeResponse: TypeAlias = Accept | Reject | RawResponse
+"""How the server answers an opening handshake."""
 
 Handshake: TypeAlias = HandshakeResponse | Callable[[Request], HandshakeResponse]
 
@@ -563,10 +577,10 @@ class Server:
         request = _request_of(event)
         self.requests.append(request)
         answer = self._handshake(request) if callable(self._handshake) else self._handshake
-        if isinstance(answer, bytes):
-            await stream.send(answer)
+        if isinstance(answer, RawResponse):
+            await stream.send(answer.data)
             with contextlib.suppress(anyio.EndOfStream, *_CLOSED_STREAM_ERRORS):
-                while True:  # until the client leaves or the server stops
+                while not answer.close:  # until the client leaves or the server stops
                     await stream.receive()
             return None
         if isinstance(answer, Reject):
@@ -605,8 +619,8 @@ async def serve(
         handler: Runs for each accepted connection; when it returns, the server closes the
             connection with 1000. `None`: no handler; the test drives each connection it
             gets from `Server.accept()`, and connections stay open until closed.
-        handshake: How to answer each opening handshake: `Accept(...)`, `Reject(...)`, raw
-            bytes, or a function of the `Request` returning one of them.
+        handshake: How to answer each opening handshake: `Accept(...)`, `Reject(...)`,
+            `RawResponse(...)`, or a function of the `Request` returning one of them.
         port: The TCP port (0: any free port).
         unix_path: Listen on this Unix socket instead of TCP.
 
