@@ -20,10 +20,15 @@ PUBLIC_SERVER = "# needs a public server"
 BLOCK = re.compile(r"^```python\n(.*?)^```$", re.DOTALL | re.MULTILINE)
 
 
+SNIPPET = re.compile(r'^--8<-- "([^"]+)"$', re.MULTILINE)
+
+
 def blocks() -> list[tuple[str, str]]:
     found = []
     for page in [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]:
         for index, code in enumerate(BLOCK.findall(page.read_text())):
+            # A block may include a file, as the docs build does (pymdownx.snippets).
+            code = SNIPPET.sub(lambda match: (ROOT / match[1]).read_text(), code)
             found.append((f"{page.relative_to(ROOT)}#{index + 1}", code))
     return found
 

@@ -110,3 +110,24 @@ def test_scripts_run_standalone(script: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout
+
+
+def test_the_pytest_example_passes() -> None:
+    """`python -m pytest examples/testing_with_pytest.py` (docs/testing.md) passes."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(EXAMPLES / "testing_with_pytest.py"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "10 passed" in result.stdout
