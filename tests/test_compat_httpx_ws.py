@@ -41,6 +41,7 @@ from anyws.compat.httpx_ws import (
     aconnect_ws,
     connect_ws,
 )
+from anyws.testing import RawResponse, ServerConnection, serve
 
 from .conftest import raw_server, read_request, request_key, websockets_server
 
@@ -176,16 +177,12 @@ async def test_upgrade_refused() -> None:
 
 @pytest.mark.anyio
 async def test_not_a_websocket_upgrade() -> None:
-    async def not_upgrading(stream: Any) -> None:
-        request = await read_request(stream)
-        request_key(request)
-        await stream.send(
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n"
-        )
-
-    async with raw_server(not_upgrading) as port:
+    not_upgrading = (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n"
+    )
+    async with serve(handshake=RawResponse(not_upgrading)) as server:
         with pytest.raises(WebSocketUpgradeError) as caught:
-            async with aconnect_ws(f"http://127.0.0.1:{port}/"):
+            async with aconnect_ws(f"http://127.0.0.1:{server.port}/"):
                 pytest.fail("not a WebSocket")  # pragma: no cover
     assert isinstance(caught.value, anyws.InvalidHandshake)
     assert not isinstance(caught.value, anyws.InvalidStatus)
@@ -202,7 +199,10 @@ async def accept(stream: Any) -> None:
 
 @pytest.mark.anyio
 async def test_network_error() -> None:
-    async with raw_server(accept) as port, aconnect_ws(f"ws://127.0.0.1:{port}/") as ws:
+    async def vanish(connection: ServerConnection) -> None:
+        await connection.drop()
+
+    async with serve(vanish) as server, aconnect_ws(server.uri) as ws:
         # The server vanishes after the handshake, without a close frame.
         with pytest.raises(WebSocketNetworkError) as caught:
             await ws.receive()
@@ -214,13 +214,12 @@ async def test_network_error() -> None:
 
 @pytest.mark.anyio
 async def test_a_pong_that_never_comes_raises_once_closed() -> None:
-    async def close_without_pong(stream: Any) -> None:
-        await accept(stream)
-        await stream.receive()  # the ping: never answered
-        await stream.send(b"\x88\x02\x03\xe8")  # a close frame, 1000
-        await stream.receive()  # the client's close frame; then TCP closes
+    async def close_without_pong(connection: ServerConnection) -> None:
+        connection.answer_pings = False
+        await connection.wait_ping()
+        await connection.close(1000)
 
-    async with raw_server(close_without_pong) as port, aconnect_ws(f"ws://127.0.0.1:{port}/") as ws:
+    async with serve(close_without_pong) as server, aconnect_ws(server.uri) as ws:
         pong = await ws.ping(b"wait for me")
         with pytest.raises(WebSocketDisconnect):
             await ws.receive()
@@ -393,10 +392,13 @@ async def test_a_large_refusal_body_is_cut_through_a_client() -> None:
 
 @pytest.mark.anyio
 async def test_network_error_through_a_client() -> None:
+    async def vanish(connection: ServerConnection) -> None:
+        await connection.drop()
+
     async with (
-        raw_server(accept) as port,
+        serve(vanish) as server,
         httpx.AsyncClient() as client,
-        aconnect_ws(f"http://127.0.0.1:{port}/", client) as ws,
+        aconnect_ws(f"http://127.0.0.1:{server.port}/", client) as ws,
     ):
         with pytest.raises(WebSocketNetworkError):
             await ws.receive()

@@ -8,6 +8,8 @@ import logging
 import os
 import socket
 import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -17,9 +19,7 @@ import pytest
 import anyws
 import anyws.sync
 from anyws import ConnectionClosed, ConnectionClosedError, InvalidStatus
-from anyws.testing import serve
-
-from .conftest import raw_server, read_request, request_key
+from anyws.testing import Reject, ServerConnection, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -91,39 +91,23 @@ async def test_reconnects_after_the_server_restarts(caplog: pytest.LogCaptureFix
 
 
 async def test_a_refused_handshake_is_raised_as_itself() -> None:
-    attempts = 0
-
-    async def forbidden(stream: anyio.abc.SocketStream) -> None:
-        nonlocal attempts
-        attempts += 1
-        await read_request(stream)
-        await stream.send(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 4\r\n\r\nnope")
-
-    async with raw_server(forbidden) as port:
+    async with serve(handshake=Reject(403, body=b"nope")) as server:
         with pytest.raises(InvalidStatus) as info:
-            await expect_no_connection(f"ws://127.0.0.1:{port}/")
+            await expect_no_connection(server.uri)
     assert info.value.response.status_code == 403
     assert info.value.response.body == b"nope"
-    assert attempts == 1
+    assert len(server.requests) == 1  # no retry
 
 
-def closing_server(code: int) -> Any:
-    """A raw server that accepts the upgrade and closes at once with `code`."""
+@asynccontextmanager
+async def closing_server(code: int) -> AsyncIterator[int]:
+    """A server that accepts the upgrade and closes at once with `code`; yields its port."""
 
-    async def handler(stream: anyio.abc.SocketStream) -> None:
-        request = await read_request(stream)
-        accept = anyws._handshake.accept_key(request_key(request)).encode()
-        await stream.send(
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-            b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
-            + accept
-            + b"\r\n\r\n"
-            + bytes((0x88, 2))
-            + code.to_bytes(2, "big")
-        )
-        await stream.receive()  # our answer, then TCP closes
+    async def close_at_once(connection: ServerConnection) -> None:
+        await connection.close(code)
 
-    return raw_server(handler)
+    async with serve(close_at_once) as server:
+        yield server.port
 
 
 async def test_a_policy_violation_close_stops_the_loop() -> None:
