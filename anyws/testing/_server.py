@@ -159,6 +159,9 @@ class ServerConnection:
     pauses that reading, as a peer that stopped reading would: what the client sends then
     waits in the kernel's buffers, and pings and Close frames go unanswered.
 
+    Cancel-safe: a cancelled `recv()` or `wait_ping()` takes nothing; writes are serialized,
+    so a cancelled send never interleaves with another frame.
+
     Attributes:
         request: The client's opening handshake (path and every header).
         answer_pings: Whether a Ping is answered with a Pong (the default).
