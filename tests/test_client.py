@@ -34,7 +34,7 @@ from anyws import (
     process_exception,
 )
 from anyws._handshake import accept_key
-from anyws.testing import RawResponse, serve
+from anyws.testing import RawResponse, frame, serve
 
 from .conftest import raw_server, read_request, request_key, websockets_server
 
@@ -372,10 +372,6 @@ async def test_reset_during_handshake_is_an_oserror() -> None:
     async with raw_server(reset) as port:
         with pytest.raises(OSError):  # noqa: PT011
             await connect_and_leave(f"ws://127.0.0.1:{port}/")
-
-
-def frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
-    return bytes([(0x80 if fin else 0) | opcode, len(payload)]) + payload
 
 
 @pytest.mark.parametrize(

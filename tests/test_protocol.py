@@ -41,6 +41,7 @@ from anyws._protocol import (
     validate_close,
 )
 from anyws._types import Data
+from anyws.testing import frame
 
 
 def pair(
@@ -77,16 +78,6 @@ def feed(
 def to_server(client: ClientProtocol[str], server: Connection) -> list[Event]:
     server.receive_data(b"".join(client.data_to_send()))
     return list(server.events())
-
-
-def frame(opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0) -> bytes:
-    """An unmasked frame, as a server sends it (RFC 6455 §5.2)."""
-    first = (0x80 if fin else 0) | rsv | opcode
-    if len(payload) < 126:
-        return bytes([first, len(payload)]) + payload
-    if len(payload) < 2**16:
-        return bytes([first, 126]) + struct.pack("!H", len(payload)) + payload
-    return bytes([first, 127]) + struct.pack("!Q", len(payload)) + payload
 
 
 def test_send_messages() -> None:
@@ -206,7 +197,7 @@ def _is_utf8(data: bytes) -> bool:
     [
         (frame(0x3, b"x"), 1002),  # reserved opcode (RFC 6455 §5.2)
         (frame(0xB, b""), 1002),  # reserved control opcode
-        (frame(0x1, b"x", rsv=0x40), 1002),  # RSV1 without an extension
+        (frame(0x1, b"x", rsv=4), 1002),  # RSV1 without an extension
         (frame(0x9, b"x", fin=False), 1002),  # fragmented control frame (§5.5)
         (frame(0x9, b"x" * 126), 1002),  # control frame over 125 bytes
         (frame(0x0, b"x"), 1002),  # continuation without a start
@@ -482,7 +473,7 @@ def test_deflate_parameters_are_honoured(params: list[tuple[str, str | None]]) -
             assert inflate.decompress(payload + b"\x00\x00\xff\xff") == b"hello hello hello"
     deflate = zlib.compressobj(6, zlib.DEFLATED, -max(server_bits, 9))
     compressed = deflate.compress(b"abcabc") + deflate.flush(zlib.Z_SYNC_FLUSH)
-    assert feed(client, frame(0x1, compressed[:-4], rsv=0x40)) == ["abcabc"]
+    assert feed(client, frame(0x1, compressed[:-4], rsv=4)) == ["abcabc"]
 
 
 def test_compressed_fragments_around_a_ping() -> None:
@@ -492,7 +483,7 @@ def test_compressed_fragments_around_a_ping() -> None:
     body = compressed[:-4]
     half = len(body) // 2
     data = (
-        frame(0x2, body[:half], fin=False, rsv=0x40)
+        frame(0x2, body[:half], fin=False, rsv=4)
         + frame(0x9, b"ping")  # a control frame inside the message is never inflated
         + frame(0x0, body[half:])
     )
@@ -505,12 +496,12 @@ def test_server_no_context_takeover_inflates_each_message_afresh() -> None:
     for text in (b"same words same words", b"same words same words"):
         deflate = zlib.compressobj(6, zlib.DEFLATED, -15)  # a new context per message
         messages.append(
-            frame(0x2, (deflate.compress(text) + deflate.flush(zlib.Z_SYNC_FLUSH))[:-4], rsv=0x40)
+            frame(0x2, (deflate.compress(text) + deflate.flush(zlib.Z_SYNC_FLUSH))[:-4], rsv=4)
         )
     assert feed(client, b"".join(messages)) == [b"same words same words"] * 2
 
 
-@pytest.mark.parametrize("bad", [frame(0x0, b"x", rsv=0x40), frame(0x9, b"x", rsv=0x40)])
+@pytest.mark.parametrize("bad", [frame(0x0, b"x", rsv=4), frame(0x9, b"x", rsv=4)])
 def test_rsv1_only_on_the_first_frame_of_a_message(bad: bytes) -> None:
     client, _ = pair(deflate=True)
     start = frame(0x2, b"", fin=False) if bad[0] & 0x0F == 0 else b""
@@ -533,7 +524,7 @@ def test_deflate_bomb_is_stopped_early() -> None:
 
 def test_invalid_compressed_data() -> None:
     client, _ = pair(deflate=True)
-    feed(client, frame(0x2, b"\xff\xff\xff\xff", rsv=0x40))
+    feed(client, frame(0x2, b"\xff\xff\xff\xff", rsv=4))
     assert isinstance(client.failure, ProtocolError)
     client.commit_failure()
     assert client.close_sent is not None

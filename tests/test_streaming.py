@@ -7,7 +7,6 @@ the test), and the `websockets` server over loopback for an independent sender.
 
 from __future__ import annotations
 
-import struct
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -18,19 +17,11 @@ import pytest
 
 import anyws
 from anyws import ConcurrencyError, ConnectionClosedError, ConnectionClosedOK, PayloadTooBig
-from anyws.testing import ServerConnection
+from anyws.testing import ServerConnection, frame
 
 from .conftest import memory_websocket, websockets_server
 
 pytestmark = pytest.mark.anyio
-
-
-def frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
-    """An unmasked frame, as a server sends it (RFC 6455 §5.2)."""
-    first = (0x80 if fin else 0) | opcode
-    if len(payload) < 126:
-        return bytes([first, len(payload)]) + payload
-    return bytes([first, 126]) + struct.pack("!H", len(payload)) + payload
 
 
 TEXT, BINARY, CONTINUATION = 0x1, 0x2, 0x0

@@ -468,8 +468,10 @@ async def test_a_stall_holds_bytes_until_resumed_or_for_a_while() -> None:
         proxy.to_client.resume()
         assert await ws.recv() == "held"
         proxy.to_server.stall(0.05)
+        started = time.monotonic()
         await ws.send("held briefly")
         assert await ws.recv() == "held briefly"
+        assert time.monotonic() - started >= 0.04  # held, then let go on its own
 
 
 async def test_a_blackhole_accepts_and_never_answers() -> None:
