@@ -22,6 +22,7 @@ import ssl
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import CancelledError
 from typing import Any, NoReturn, TextIO
 
 import anyio
@@ -261,7 +262,7 @@ async def _converse(ws: ClientConnection, args: argparse.Namespace, console: Con
         tg.start_soon(print_incoming)
         if args.ping is not None:
             tg.start_soon(ping_periodically, args.ping)
-        _start_reading_stdin(portal, lines_in, console)
+        over = _start_reading_stdin(portal, lines_in, console)
         try:
             # If the server closes first, sending fails: print_incoming says how it ended.
             with contextlib.suppress(ConnectionClosed):
@@ -278,6 +279,7 @@ async def _converse(ws: ClientConnection, args: argparse.Namespace, console: Con
                         break
                 await ws.close()
         finally:
+            over.set()
             # The thread may be blocked handing over a line nobody will take now.
             await portal.stop(cancel_remaining=True)
             lines_in.close()
@@ -286,23 +288,45 @@ async def _converse(ws: ClientConnection, args: argparse.Namespace, console: Con
 
 def _start_reading_stdin(
     portal: BlockingPortal, lines: MemoryObjectSendStream[str], console: Console
-) -> None:
+) -> _Handoff:
     """Read stdin's lines in a daemon thread (a blocked read must not keep the process
-    alive after Ctrl-C) and hand them to the event loop through `portal`.
+    alive after Ctrl-C) and hand them to the event loop through `portal`, until the
+    returned handoff is `set()` (the conversation is over).
     """
+    handoff = _Handoff()
 
     def read() -> None:
-        try:
-            while True:
-                line = console.read_line()
+        while True:
+            line = console.read_line()
+            with handoff.lock:
+                # Checked and scheduled under the lock: once set() returned, nothing is
+                # handed to the portal any more (a call racing its stop would leave a
+                # coroutine never awaited).
+                if handoff.over:
+                    return
                 if line is None:
-                    break
-                portal.call(lines.send, line)
-            portal.call(lines.aclose)
-        except (RuntimeError, anyio.BrokenResourceError, anyio.ClosedResourceError):
-            pass  # the conversation ended first
+                    handed = portal.start_task_soon(lines.aclose)
+                else:
+                    handed = portal.start_task_soon(lines.send, line)
+            with contextlib.suppress(CancelledError, anyio.BrokenResourceError):
+                handed.result()  # cancelled if the conversation ended meanwhile
+            if line is None:
+                return
 
     threading.Thread(target=read, name="anyws stdin", daemon=True).start()
+    return handoff
+
+
+class _Handoff:
+    """Whether the stdin thread may still hand lines over (see `_start_reading_stdin`)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.over = False
+
+    def set(self) -> None:
+        with self.lock:  # held by the thread only while it schedules, never while waiting
+            self.over = True
 
 
 def _describe_close(ws: ClientConnection) -> str:
