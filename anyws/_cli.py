@@ -17,18 +17,16 @@ import argparse
 import contextlib
 import json
 import logging
+import queue
 import signal
 import ssl
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import CancelledError
 from typing import Any, NoReturn, TextIO
 
 import anyio
 import anyio.abc
-from anyio.from_thread import BlockingPortal
-from anyio.streams.memory import MemoryObjectSendStream
 
 from ._client import _WebSocketContext, open_websocket
 from ._connection import ClientConnection
@@ -236,9 +234,9 @@ async def _connect_and_converse(
 async def _converse(ws: ClientConnection, args: argparse.Namespace, console: Console) -> int:
     """Send stdin's lines, print what arrives, until either side closes."""
     outcome = EXIT_OK
-    lines_in, lines_out = anyio.create_memory_object_stream[str](0)
     arrived = anyio.Event()  # set by each incoming message (replaced once seen)
-    async with anyio.create_task_group() as tg, BlockingPortal() as portal:
+    lines = _StdinLines(console)
+    async with anyio.create_task_group() as tg:
 
         async def print_incoming() -> None:
             nonlocal outcome
@@ -262,13 +260,11 @@ async def _converse(ws: ClientConnection, args: argparse.Namespace, console: Con
         tg.start_soon(print_incoming)
         if args.ping is not None:
             tg.start_soon(ping_periodically, args.ping)
-        over = _start_reading_stdin(portal, lines_in, console)
         try:
             # If the server closes first, sending fails: print_incoming says how it ended.
             with contextlib.suppress(ConnectionClosed):
-                async with lines_out:
-                    async for line in lines_out:
-                        await ws.send(line)
+                while (line := await _next_line(lines)) is not None:
+                    await ws.send(line)
                 # stdin ended. Closing at once would race the replies to the last lines (a
                 # server may drop them once it sees our close frame): wait until it's quiet.
                 while args.linger:
@@ -279,54 +275,44 @@ async def _converse(ws: ClientConnection, args: argparse.Namespace, console: Con
                         break
                 await ws.close()
         finally:
-            over.set()
-            # The thread may be blocked handing over a line nobody will take now.
-            await portal.stop(cancel_remaining=True)
-            lines_in.close()
+            # A worker thread left waiting in `_next_line` (the conversation ended first)
+            # is released: anyio's worker threads on asyncio would keep the process alive.
+            lines.end()
     return outcome
 
 
-def _start_reading_stdin(
-    portal: BlockingPortal, lines: MemoryObjectSendStream[str], console: Console
-) -> _Handoff:
-    """Read stdin's lines in a daemon thread (a blocked read must not keep the process
-    alive after Ctrl-C) and hand them to the event loop through `portal`, until the
-    returned handoff is `set()` (the conversation is over).
+async def _next_line(lines: _StdinLines) -> str | None:
+    """The next line of stdin (None at its end). Cancel-safe: the waiting worker thread is
+    abandoned, and released by `_StdinLines.end()`.
     """
-    handoff = _Handoff()
+    return await anyio.to_thread.run_sync(lines.queue.get, abandon_on_cancel=True)
 
-    def read() -> None:
-        while True:
+
+class _StdinLines:
+    """Stdin's lines, read by a daemon thread (a blocked read must not keep the process
+    alive after Ctrl-C) into a queue, None at the end. The thread never calls into the
+    event loop, so it may outlive the conversation harmlessly; it stops at the first line
+    read after `end()`.
+    """
+
+    def __init__(self, console: Console) -> None:
+        self.queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._over = threading.Event()
+        threading.Thread(
+            target=self._read, args=(console,), name="anyws stdin", daemon=True
+        ).start()
+
+    def _read(self, console: Console) -> None:
+        while not self._over.is_set():
             line = console.read_line()
-            with handoff.lock:
-                # Checked and scheduled under the lock: once set() returned, nothing is
-                # handed to the portal any more (a call racing its stop would leave a
-                # coroutine never awaited).
-                if handoff.over:
-                    return
-                if line is None:
-                    handed = portal.start_task_soon(lines.aclose)
-                else:
-                    handed = portal.start_task_soon(lines.send, line)
-            with contextlib.suppress(CancelledError, anyio.BrokenResourceError):
-                handed.result()  # cancelled if the conversation ended meanwhile
+            self.queue.put(line)
             if line is None:
                 return
 
-    threading.Thread(target=read, name="anyws stdin", daemon=True).start()
-    return handoff
-
-
-class _Handoff:
-    """Whether the stdin thread may still hand lines over (see `_start_reading_stdin`)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.over = False
-
-    def set(self) -> None:
-        with self.lock:  # held by the thread only while it schedules, never while waiting
-            self.over = True
+    def end(self) -> None:
+        """The conversation is over: stop reading, release a worker left waiting."""
+        self._over.set()
+        self.queue.put(None)
 
 
 def _describe_close(ws: ClientConnection) -> str:
