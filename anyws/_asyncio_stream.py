@@ -44,6 +44,8 @@ class _Protocol(asyncio.Protocol):
         self.lost = False
         self.exception: BaseException | None = None
         self.read_waiter: asyncio.Future[None] | None = None
+        # Called instead of waking a receiver once the driver reads by callback.
+        self.on_readable: Callable[[], None] | None = None
         # Every task waiting for the write buffer to drain has a future of its own: a
         # cancelled waiter cancels its future, which mustn't wake the others.
         self.drain_waiters: list[asyncio.Future[None]] = []
@@ -80,7 +82,9 @@ class _Protocol(asyncio.Protocol):
         self.wake_writer()
 
     def wake_reader(self) -> None:
-        if self.read_waiter is not None and not self.read_waiter.done():
+        if self.on_readable is not None:
+            self.on_readable()
+        elif self.read_waiter is not None and not self.read_waiter.done():
             self.read_waiter.set_result(None)
 
     def wake_writer(self) -> None:
@@ -108,21 +112,30 @@ class AsyncioStream(anyio.abc.ByteStream):
     async def receive(self, max_bytes: int = 65536) -> bytes:
         """Return what has arrived, up to `max_bytes`; wait if nothing has."""
         protocol = self._protocol
-        chunks = protocol.chunks
-        while True:
-            if self._closed:
-                raise anyio.ClosedResourceError
-            if chunks:
-                break
-            if protocol.lost or protocol.at_eof:
-                if protocol.exception is not None:
-                    raise anyio.BrokenResourceError from protocol.exception
-                raise anyio.EndOfStream
+        while (data := self.receive_nowait(max_bytes)) is None:
             protocol.read_waiter = protocol.loop.create_future()
             try:
                 await protocol.read_waiter
             finally:
                 protocol.read_waiter = None
+        return data
+
+    def receive_nowait(self, max_bytes: int = 65536) -> bytes | None:
+        """Return what has arrived, up to `max_bytes`, or None if nothing has.
+
+        Raises:
+            EndOfStream, BrokenResourceError, ClosedResourceError: as `receive`.
+        """
+        protocol = self._protocol
+        chunks = protocol.chunks
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if not chunks:
+            if protocol.lost or protocol.at_eof:
+                if protocol.exception is not None:
+                    raise anyio.BrokenResourceError from protocol.exception
+                raise anyio.EndOfStream
+            return None
         chunk = chunks.popleft()
         # Several small reads that arrived together go to the parser as one.
         while chunks and len(chunk) + len(chunks[0]) <= max_bytes:
@@ -135,6 +148,14 @@ class AsyncioStream(anyio.abc.ByteStream):
             protocol.reading_paused = False
             self._transport.resume_reading()
         return chunk
+
+    def set_reader(self, on_readable: Callable[[], None]) -> None:
+        """Read by callback from now on: call `on_readable` (in the event loop's callback,
+        never in a task) whenever data, EOF or a failure arrives, instead of waking a
+        waiting `receive`; it takes what arrived with `receive_nowait`. What arrives while
+        the reader doesn't take it stays buffered, up to `read_buffer_limit`.
+        """
+        self._protocol.on_readable = on_readable
 
     async def send(self, item: bytes) -> None:
         """Hand `item` to the transport; wait only while the transport is over its limit."""
@@ -193,10 +214,21 @@ class AsyncioStream(anyio.abc.ByteStream):
         """Half-close: no more data will be sent."""
         self._transport.write_eof()
 
+    def close_after_writing(self) -> None:
+        """Close the transport once it has written what it holds (asyncio's graceful
+        close); the reader is called back when it has closed.
+        """
+        self._transport.close()
+
     async def aclose(self) -> None:
         """Abort the transport: unsent data is dropped, the socket closed now."""
+        self.abort()
+
+    def abort(self) -> None:
+        """`aclose()` without awaiting: abort the transport now."""
         if not self._closed:
             self._closed = True
+            self._protocol.on_readable = None  # the reader closed it, or is gone
             self._transport.abort()
             self._protocol.wake_reader()
             self._protocol.wake_writer()

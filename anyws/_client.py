@@ -94,7 +94,7 @@ class _WebSocketContext:
         )
 
     async def __aenter__(self) -> ClientConnection:
-        if self._task_group is not None:
+        if self._connection is not None:
             raise RuntimeError("this open_websocket() context is already in use")
         options = self._options
         with anyio.move_on_after(
@@ -125,9 +125,11 @@ class _WebSocketContext:
             initial_data=accepted.trailing_data,
         )
         # The connection's tasks live under this task group's cancel scope: the one scope
-        # the connection owns. `__aexit__` ends them.
-        self._task_group = anyio.create_task_group()
-        await self._task_group.__aenter__()
+        # the connection owns. `__aexit__` ends them. On asyncio's own stream there are no
+        # tasks (callbacks and timers do their work), hence no task group.
+        if connection._needs_tasks:
+            self._task_group = anyio.create_task_group()
+            await self._task_group.__aenter__()
         connection._start_tasks(
             self._task_group, heartbeat=options.limits.ping_interval is not None
         )
@@ -192,7 +194,6 @@ class _WebSocketContext:
     ) -> None:
         connection, task_group = self._connection, self._task_group
         assert connection is not None  # entered
-        assert task_group is not None
         self._connection = None
         self._task_group = None
         cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
@@ -212,7 +213,8 @@ class _WebSocketContext:
         # loops end on `_transport_closed`). The user's exception is not handed to the task
         # group: it would wrap it in an ExceptionGroup on trio. The children never raise,
         # so nothing else can come out.
-        await task_group.__aexit__(None, None, None)
+        if task_group is not None:
+            await task_group.__aexit__(None, None, None)
 
 
 async def _exchange(

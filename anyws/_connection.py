@@ -8,16 +8,21 @@ or later call raises it.
 The tasks run in a task group that the connection owns, each shielded, so that a
 cancellation of the code around `open_websocket` doesn't cut a write short or stop the
 close path, which the exit of the block bounds with `close_timeout` instead. The reader is
-the only task that receives: when it ends, for whatever reason, the connection is lost
+the only one that receives: when it ends, for whatever reason, the connection is lost
 (`_connection_lost`), and the writer and the heartbeat end by themselves.
 
-On asyncio the transport is the writer: an asyncio transport takes every write whole and
-at once, buffers what the socket doesn't take and writes it when the socket is ready, so
-a writer task would only copy that work (and cost a wake-up per message). Frames go to
-the transport as soon as they are queued; the ones queued while a write already went out
-in the same turn of the event loop are joined into one write at the end of that turn
-(`_end_write_batch`). Backpressure waits on the transport's write buffer instead of the
-writer. Any other stream (trio, a stream passed by the caller) has a writer task.
+On asyncio the transport is the writer and the reader. An asyncio transport takes every
+write whole and at once, buffers what the socket doesn't take and writes it when the
+socket is ready, so a writer task would only copy that work (and cost a wake-up per
+message). Frames go to the transport as soon as they are queued; the ones queued while a
+write already went out in the same turn of the event loop are joined into one write at the
+end of that turn (`_end_write_batch`). Backpressure waits on the transport's write buffer
+instead of the writer. Likewise, the transport calls the reader back when data arrives
+(`_pump`), which parses it at once and wakes the receiver: a reader task would cost a
+task switch per read and a task per connection. `_pump` takes the same steps as the
+reader task, stops where the task would wait, and is called again where the task would be
+woken; timers keep the task's deadlines. Any other stream (trio, a stream passed by the
+caller) has a reader task and a writer task.
 """
 
 from __future__ import annotations
@@ -323,12 +328,25 @@ class ClientConnection:
         self._write_error: BaseException | None = None
         # The asyncio transport as the writer (see the module's docstring), else None.
         self._direct = stream if isinstance(stream, AsyncioStream) else None
-        self._write_batch_open = False
+        self._write_batch_open = False  # a frame went out in this turn of the loop
+        self._write_batch_end = False  # `_end_write_batch` is scheduled
         self._fragmented_send: Event | None = None  # set while a message is streamed out
         self._heartbeat_scope: anyio.CancelScope | None = None
+        # The reader by callback on asyncio (see the module's docstring).
+        self._pumping = False
+        self._failure_timer: asyncio.TimerHandle | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
+        # The heartbeat by timers on asyncio: the next ping or the pong's deadline.
+        self._heartbeat_timer: asyncio.TimerHandle | None = None
+        self._heartbeat_waiter: PongWaiter | None = None
         if self._direct is not None:
             self._direct.set_write_limits(limits.write_limit_high, limits.write_limit_low)
             self._loop = asyncio.get_running_loop()
+        # The clock of anyio's deadlines; on asyncio also readable from the callbacks,
+        # where anyio can't tell which event loop runs.
+        self._now: Callable[[], float] = (
+            anyio.current_time if self._direct is None else self._loop.time
+        )
 
     # -- properties ---------------------------------------------------------------------
 
@@ -452,8 +470,11 @@ class ClientConnection:
             await self._message_arrived.wait()
 
     def _took_message(self) -> None:
-        if self._queue_space is not None and self._has_queue_room():
-            self._queue_space.set()
+        if self._has_queue_room():
+            if self._queue_space is not None:
+                self._queue_space.set()
+            elif self._direct is not None and self._protocol.paused:
+                self._on_readable()
 
     @overload
     def recv_streaming(self, *, decode: None = None) -> MessageStream[Data]: ...
@@ -714,7 +735,7 @@ class ClientConnection:
         payload = os.urandom(4) if data is None else _control_payload(data)
         while data is None and self._protocol.ping_pending(payload):  # pragma: no cover (2**-32)
             payload = os.urandom(4)
-        waiter = PongWaiter(self, anyio.current_time())
+        waiter = PongWaiter(self, self._now())
         self._protocol.send_ping(payload, waiter)
         self._kick_writer()
         await anyio.lowlevel.checkpoint()
@@ -782,6 +803,9 @@ class ClientConnection:
         for event in (self._queue_space, self._failure_committed):
             if event is not None:
                 event.set()
+        if self._direct is not None:
+            self._cancel_failure_timer()
+            self._on_readable()
 
     async def _flush(self) -> None:
         """Wait until everything queued is written (or the transport is gone)."""
@@ -822,6 +846,11 @@ class ClientConnection:
         self._outbox_ready.set()
         if self._heartbeat_scope is not None:
             self._heartbeat_scope.cancel()
+        self._cancel_failure_timer()
+        for timer in (self._close_timer, self._heartbeat_timer):
+            if timer is not None:
+                timer.cancel()
+        self._close_timer = self._heartbeat_timer = None
         for waiter in self._protocol.abandon_pings():
             waiter._set(None)
         if self._protocol.dropped:
@@ -843,16 +872,20 @@ class ClientConnection:
         elif not self._write_batch_open:
             self._write_batch_open = True
             self._write_outbox(direct)
+        elif not self._write_batch_end:
+            self._write_batch_end = True
             self._loop.call_soon(self._end_write_batch, direct)
 
     def _end_write_batch(self, direct: AsyncioStream) -> None:
         # Frames queued since the batch opened go out as one write; if there were any, the
-        # next ones join a new batch, so a busy sender costs one write per turn.
+        # next ones join a new batch, so a busy sender costs one write per turn. The end of
+        # a batch is scheduled only once a second frame joins it: a lone frame (a request,
+        # a reply) costs no extra turn of the loop.
         if self._protocol.outbox_size:
             self._write_outbox(direct)
             self._loop.call_soon(self._end_write_batch, direct)
         else:
-            self._write_batch_open = False
+            self._write_batch_open = self._write_batch_end = False
 
     def _write_outbox(self, direct: AsyncioStream) -> None:
         frames = self._protocol.data_to_send()
@@ -901,15 +934,33 @@ class ClientConnection:
 
     # -- tasks ----------------------------------------------------------------------------
 
-    def _start_tasks(self, task_group: anyio.abc.TaskGroup, *, heartbeat: bool) -> None:
-        """Start the reader, the writer (unless the transport is the writer) and, if
-        enabled, the heartbeat in `task_group`, the connection's own.
+    @property
+    def _needs_tasks(self) -> bool:
+        """False on asyncio's own stream: the transport's callbacks and the event loop's
+        timers do the tasks' work (see the module's docstring), and no task group is needed.
         """
+        return self._direct is None
+
+    def _start_tasks(self, task_group: anyio.abc.TaskGroup | None, *, heartbeat: bool) -> None:
+        """Start the reader, the writer and, if enabled, the heartbeat: as tasks in
+        `task_group`, the connection's own, or on asyncio's own stream as callbacks and
+        timers (then `task_group` is None).
+        """
+        direct = self._direct
+        if direct is not None:
+            direct.set_reader(self._on_stream_news)
+            if self._initial_data:
+                self._protocol.receive_data(self._initial_data)
+                self._initial_data = b""
+            self._pump(direct)
+            if heartbeat:
+                self._schedule_ping()
+            return
+        assert task_group is not None  # tasks need one
         # The task group's cancel scope also covers the body of the `async with`, which
         # must stay cancellable, so each task enters a shielded scope of its own.
         task_group.start_soon(self._read_loop, name="anyws reader")
-        if self._direct is None:
-            task_group.start_soon(self._write_loop, name="anyws writer")
+        task_group.start_soon(self._write_loop, name="anyws writer")
         if heartbeat:
             # `_connection_lost` cancels it, also if that comes before the task starts: the
             # heartbeat ends with the connection.
@@ -956,14 +1007,86 @@ class ClientConnection:
         # stream happens before any checkpoint could raise.
         await self._abort()
 
+    def _on_stream_news(self) -> None:
+        # Called by the transport, so in a new turn of the event loop: the next frame
+        # queued may be written at once (see `_kick_writer`).
+        self._write_batch_open = False
+        self._on_readable()
+
+    def _on_readable(self) -> None:
+        """The asyncio stream has news (data, EOF, a failure), or the reader may go on."""
+        if not self._pumping and self._direct is not None:
+            self._pump(self._direct)
+
+    def _pump(self, direct: AsyncioStream) -> None:
+        """The reader on asyncio: `_read_loop`'s steps, run from the stream's callbacks
+        and wherever the reader may go on, as far as they go without waiting; timers keep
+        its deadlines. Never raises.
+        """
+        protocol = self._protocol
+        if self._transport_closed.is_set():
+            return
+        read_limit = self._limits.read_limit
+        close_timeout = self._limits.close_timeout
+        self._pumping = True
+        try:
+            while not protocol.reading_done:
+                self._deliver(protocol.parse(self._queue_room()))
+                if protocol.failure_pending:
+                    break
+                if protocol.paused:
+                    return  # until `_took_message` or `_start_closing`
+                data = direct.receive_nowait(read_limit)
+                if data is None:
+                    return  # until the stream calls back
+                protocol.receive_data(data)
+            if protocol.failure_pending:
+                # Rule 2's bound, armed when the failure is first seen (an infinite delay
+                # never fires: close_timeout=None waits for the application).
+                self._failure_timer = self._failure_timer or self._loop.call_later(
+                    _timeout(close_timeout), self._commit_failure
+                )
+                return  # until `_commit_failure`
+            # The server closes TCP first (RFC 6455 §7.1.1); give it close_timeout,
+            # reading and dropping anything.
+            self._close_timer = self._close_timer or self._loop.call_later(
+                _timeout(close_timeout), self._end_reading, direct, _CloseTimeout()
+            )
+            while direct.receive_nowait(read_limit) is not None:
+                pass
+        except anyio.EndOfStream:
+            self._end_reading(direct, self._write_error)
+        except _TRANSPORT_ERRORS as exc:
+            self._end_reading(direct, exc)
+        except Exception as exc:  # pragma: no cover (a bug in anyws: fail the connection)
+            self.logger.exception("unexpected error in the reader")
+            protocol.fail(1011, "internal error", exc)
+            self._end_reading(direct, exc)
+        finally:
+            self._pumping = False
+
+    def _end_reading(self, direct: AsyncioStream, cause: BaseException | None) -> None:
+        # As `_read_loop` ends: the connection is lost, the transport released now.
+        self._connection_lost(cause)
+        self._stream_closed = True
+        direct.abort()
+
+    def _cancel_failure_timer(self) -> None:
+        if self._failure_timer is not None:
+            self._failure_timer.cancel()
+            self._failure_timer = None
+
     def _deliver(self, received: list[Data | PartialMessage | PongReceived[PongWaiter]]) -> None:
         messages = self._messages
         for item in received:
             if type(item) is PongReceived:
-                now = anyio.current_time()
+                now = self._now()
                 for waiter in item.waiters:
                     self.latency = now - waiter.sent_at
                     waiter._set(self.latency)
+                    if waiter is self._heartbeat_waiter:
+                        self._heartbeat_waiter = None
+                        self._schedule_ping()
             else:
                 messages.append(item)  # type: ignore[arg-type]
         protocol = self._protocol
@@ -1001,6 +1124,9 @@ class ClientConnection:
         self._kick_writer()
         if self._failure_committed is not None:
             self._failure_committed.set()
+        if self._direct is not None:
+            self._cancel_failure_timer()
+            self._on_readable()
 
     async def _write_loop(self) -> None:
         """Write what the protocol queued, coalescing frames into one write. Never raises.
@@ -1036,6 +1162,58 @@ class ClientConnection:
             if self._drained is not None and self._buffered() <= self._limits.write_limit_low:
                 self._drained.set()
 
+    def _schedule_ping(self) -> None:
+        # The heartbeat on asyncio (`_beat`'s steps by timers): the next ping, an interval
+        # after the connection opened or the latest pong arrived.
+        assert self._limits.ping_interval is not None  # only with an interval
+        if self._heartbeat_timer is not None:
+            self._heartbeat_timer.cancel()
+        self._heartbeat_timer = self._loop.call_later(
+            self._limits.ping_interval, self._heartbeat_ping
+        )
+
+    def _heartbeat_ping(self) -> None:
+        self._heartbeat_timer = None
+        protocol = self._protocol
+        if protocol.state is not State.OPEN:
+            return
+        payload = os.urandom(4)
+        while protocol.ping_pending(payload):  # pragma: no cover (2**-32)
+            payload = os.urandom(4)
+        waiter = PongWaiter(self, self._now())
+        protocol.send_ping(payload, waiter)
+        self._kick_writer()
+        ping_timeout = self._limits.ping_timeout
+        if ping_timeout is None:
+            self._schedule_ping()
+        else:
+            self._heartbeat_waiter = waiter
+            self._heartbeat_timer = self._loop.call_later(ping_timeout, self._heartbeat_expired)
+
+    def _heartbeat_expired(self) -> None:
+        # No pong within ping_timeout (a pong cancels this timer).
+        direct = self._direct
+        assert direct is not None  # timers only run on asyncio's own stream
+        self._heartbeat_timer = self._heartbeat_waiter = None
+        if self._protocol.state is not State.OPEN:
+            return
+        self._fail_unresponsive()
+        # As `_beat`: write the close frame if the socket takes it, within close_timeout,
+        # then drop the transport; the transport tells the reader when it closed.
+        self._write_outbox(direct)
+        direct.close_after_writing()
+        self._close_timer = self._close_timer or self._loop.call_later(
+            _timeout(self._limits.close_timeout), self._end_reading, direct, None
+        )
+
+    def _fail_unresponsive(self) -> None:
+        self.logger.debug("keepalive ping timeout: failing the connection")
+        self._protocol.fail(
+            1011,
+            "keepalive ping timeout",
+            TimeoutError(f"no pong within ping_timeout={self._limits.ping_timeout}s"),
+        )
+
     async def _heartbeat_loop(self) -> None:
         """Ping every `ping_interval`; fail the connection with 1011 if a pong takes longer
         than `ping_timeout`. Never raises.
@@ -1059,12 +1237,7 @@ class ClientConnection:
                 # task through its scope).
                 await waiter._event.wait()
             if not waiter.done() and self._protocol.state is State.OPEN:
-                self.logger.debug("keepalive ping timeout: failing the connection")
-                self._protocol.fail(
-                    1011,
-                    "keepalive ping timeout",
-                    TimeoutError(f"no pong within ping_timeout={self._limits.ping_timeout}s"),
-                )
+                self._fail_unresponsive()
                 # The peer is unresponsive: write the close frame if the socket takes it,
                 # then drop the transport without waiting for an answer.
                 self._kick_writer()
