@@ -11,13 +11,14 @@ import math
 import os
 import sys
 from collections.abc import Generator, Mapping
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 import anyio.abc
 
-from ._connection import ClientConnection, PongWaiter
+from ._connection import ClientConnection, PongWaiter, TaskSpawner, open_task_group
 from ._exceptions import InvalidStatus, InvalidURI, SecurityError
 from ._handshake import Accepted, ClientHandshake, Redirect
 from ._httpx import join_base_url, open_through_client
@@ -77,7 +78,7 @@ class _WebSocketContext:
             else resolve_proxy(options.proxy, self._parsed)
         )
         self._connection: ClientConnection | None = None
-        self._task_group: anyio.abc.TaskGroup | None = None
+        self._task_group: AbstractAsyncContextManager[TaskSpawner] | None = None
 
     def __await__(self) -> Generator[Any, None, NoReturn]:
         raise TypeError(
@@ -127,12 +128,11 @@ class _WebSocketContext:
         # The connection's tasks live under this task group's cancel scope: the one scope
         # the connection owns. `__aexit__` ends them. On asyncio's own stream there are no
         # tasks (callbacks and timers do their work), hence no task group.
+        spawner = None
         if connection._needs_tasks:
-            self._task_group = anyio.create_task_group()
-            await self._task_group.__aenter__()
-        connection._start_tasks(
-            self._task_group, heartbeat=options.limits.ping_interval is not None
-        )
+            self._task_group = open_task_group()
+            spawner = await self._task_group.__aenter__()
+        connection._start_tasks(spawner, heartbeat=options.limits.ping_interval is not None)
         self._connection = connection
         connection.logger.debug("connected to %s", self._uri)
         return connection

@@ -35,7 +35,15 @@ import logging
 import math
 import os
 from collections import deque
-from collections.abc import AsyncIterable, Awaitable, Callable, Generator, Iterable, Mapping
+from collections.abc import (
+    AsyncIterable,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterable,
+    Mapping,
+)
 from contextlib import nullcontext
 from typing import Any, Generic, Literal, Protocol, TypeVar, overload
 
@@ -101,6 +109,28 @@ class _AsyncioEvent:
             await waiter
         finally:
             self._waiters.remove(waiter)
+
+
+class TaskSpawner(Protocol):
+    """What the connection needs of a task group: anyio's and trio's nursery both are one."""
+
+    def start_soon(
+        self, func: Callable[[], Coroutine[Any, Any, None]], /, *args: Any, name: object = None
+    ) -> object: ...
+
+
+def open_task_group() -> contextlib.AbstractAsyncContextManager[TaskSpawner]:
+    """The connection's task group: trio's own nursery on trio, anyio's elsewhere.
+
+    Opening anyio's task group on trio and starting the connection's tasks in it costs
+    about 2.5 times as much as a nursery (anyio wraps each task in a handle of its own),
+    a tenth of a connection's setup; the tasks never raise, so both behave alike.
+    """
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        return trio.open_nursery()
+    return anyio.create_task_group()
 
 
 def event_class() -> Callable[[], Event]:
@@ -941,7 +971,7 @@ class ClientConnection:
         """
         return self._direct is None
 
-    def _start_tasks(self, task_group: anyio.abc.TaskGroup | None, *, heartbeat: bool) -> None:
+    def _start_tasks(self, task_group: TaskSpawner | None, *, heartbeat: bool) -> None:
         """Start the reader, the writer and, if enabled, the heartbeat: as tasks in
         `task_group`, the connection's own, or on asyncio's own stream as callbacks and
         timers (then `task_group` is None).
