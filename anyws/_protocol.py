@@ -363,6 +363,8 @@ class ClientProtocol(Generic[W]):
         ):
             self.paused = True
             return received
+        if self.wants_data:
+            return received  # nothing arrived since everything was parsed
         messages = 0
         trace = self._trace
         for event in self._ws.events():

@@ -7,8 +7,10 @@ Connection failures leave as the same `OSError` on both backends: a refused port
 from __future__ import annotations
 
 import base64
+import ipaddress
 import math
 import os
+import socket
 import ssl as ssl_module
 import sys
 import urllib.parse
@@ -197,6 +199,20 @@ async def _connect_tcp(
     options: Options,
 ) -> anyio.abc.ByteStream:
     local_host, delay = options.local_host, _race_delay(options)
+    family = _address_family(host)
+    if family is not None and local_host is None:
+        # One address: nothing to race. anyio's happy eyeballs would still open a task
+        # group and a task for it, which costs as much as the connect itself on trio.
+        stream = await _connect_address(family, host, port)
+        if context is None:
+            return stream
+        try:
+            return await TLSStream.wrap(
+                stream, hostname=hostname, ssl_context=context, standard_compatible=False
+            )
+        except BaseException:
+            await anyio.aclose_forcefully(stream)
+            raise
     try:
         if context is None:
             return await anyio.connect_tcp(
@@ -216,6 +232,43 @@ async def _connect_tcp(
         # anyio reports "All connection attempts failed", the errors as its cause; other
         # errors (a failed name lookup) are raised as they are.
         raise connect_error(attempt_errors(exc.__cause__) or [exc]) from None
+
+
+def _address_family(host: str) -> socket.AddressFamily | None:
+    """AF_INET or AF_INET6 for an IP address literal, None for a name."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return socket.AF_INET6 if address.version == 6 else socket.AF_INET
+
+
+async def _connect_address(
+    family: socket.AddressFamily, host: str, port: int
+) -> anyio.abc.ByteStream:
+    """Connect a TCP socket to one IP address.
+
+    Raises:
+        OSError: the connection failed (e.g. `ConnectionRefusedError`).
+    """
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        # Small frames go out at once, as anyio and asyncio set it on their sockets.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            sock.connect((host, port))
+        except BlockingIOError:  # in progress: the socket turns writable when it's done
+            await anyio.wait_writable(sock)
+            error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if error:
+                raise OSError(
+                    error, f"connect to {host}:{port} failed: {os.strerror(error)}"
+                ) from None
+        return await anyio.abc.SocketStream.from_socket(sock)
+    except BaseException:
+        sock.close()
+        raise
 
 
 async def _open_socks(
