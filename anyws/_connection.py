@@ -1,28 +1,31 @@
-"""The anyio driver: `ClientConnection` and its reader, writer and heartbeat tasks.
+"""The anyio driver: `ClientConnection`, its reader and writer, and its heartbeat.
 
 This module moves bytes between the transport and `ClientProtocol`, wakes tasks and keeps
 deadlines; the protocol rules live in `_protocol`. None of the tasks raises into the task
 group that `open_websocket` owns: a failure is recorded in the protocol, and every waiting
 or later call raises it.
 
-The tasks run in a task group that the connection owns, each shielded, so that a
-cancellation of the code around `open_websocket` doesn't cut a write short or stop the
-close path, which the exit of the block bounds with `close_timeout` instead. The reader is
-the only one that receives: when it ends, for whatever reason, the connection is lost
-(`_connection_lost`), and the writer and the heartbeat end by themselves.
+The reader and the writer run as tasks in a task group that the connection owns, each
+shielded, so that a cancellation of the code around `open_websocket` doesn't cut a write
+short or stop the close path, which the exit of the block bounds with `close_timeout`
+instead. The reader is the only one that receives: when it ends, for whatever reason, the
+connection is lost (`_connection_lost`), and the writer ends by itself. The heartbeat is
+a deadline the reader keeps (`_heartbeat_due` when it comes), not a task of its own: an
+idle task per connection, with its frames and cancel scopes, cost about a fifth of an idle
+connection's memory on trio.
 
-On asyncio the transport is the writer and the reader. An asyncio transport takes every
-write whole and at once, buffers what the socket doesn't take and writes it when the
-socket is ready, so a writer task would only copy that work (and cost a wake-up per
-message). Frames go to the transport as soon as they are queued; the ones queued while a
-write already went out in the same turn of the event loop are joined into one write at the
-end of that turn (`_end_write_batch`). Backpressure waits on the transport's write buffer
-instead of the writer. Likewise, the transport calls the reader back when data arrives
-(`_pump`), which parses it at once and wakes the receiver: a reader task would cost a
-task switch per read and a task per connection. `_pump` takes the same steps as the
-reader task, stops where the task would wait, and is called again where the task would be
-woken; timers keep the task's deadlines. Any other stream (trio, a stream passed by the
-caller) has a reader task and a writer task.
+On asyncio's own stream there are no tasks: the transport is the writer and the reader.
+An asyncio transport takes every write whole and at once, buffers what the socket doesn't
+take and writes it when the socket is ready, so a writer task would only copy that work
+(and cost a wake-up per message). Frames go to the transport as soon as they are queued;
+the ones queued while a write already went out in the same turn of the event loop are
+joined into one write at the end of that turn (`_end_write_batch`). Backpressure waits on
+the transport's write buffer instead of the writer. Likewise, the transport calls the
+reader back when data arrives (`_pump`), which parses it at once and wakes the receiver: a
+reader task would cost a task switch per read and a task per connection. `_pump` takes
+the same steps as the reader task, stops where the task would wait, and is called again
+where the task would be woken; the event loop's timers keep the deadlines (the heartbeat's
+among them). Any other stream (trio, a stream passed by the caller) has the two tasks.
 """
 
 from __future__ import annotations
@@ -310,6 +313,49 @@ class ClientConnection:
     Use it inside `async with open_websocket(...) as ws:`; leaving the block closes it.
     """
 
+    # Slots: a program holding thousands of connections pays for each one's attributes.
+    __slots__ = (
+        "_awaiting_whole",
+        "_close_timer",
+        "_direct",
+        "_drained",
+        "_failure_committed",
+        "_failure_deadline",
+        "_failure_timer",
+        "_fragmented_send",
+        "_heartbeat_timer",
+        "_heartbeat_waiter",
+        "_in_flight",
+        "_initial_data",
+        "_limits",
+        "_loop",
+        "_message_arrived",
+        "_messages",
+        "_new_event",
+        "_next_beat",
+        "_now",
+        "_outbox_ready",
+        "_protocol",
+        "_pumping",
+        "_queue_space",
+        "_reader_scope",
+        "_receiving",
+        "_stream",
+        "_stream_closed",
+        "_streamed",
+        "_transport_closed",
+        "_write_batch_end",
+        "_write_batch_open",
+        "_write_error",
+        "latency",
+        "local_address",
+        "logger",
+        "remote_address",
+        "request",
+        "response",
+        "subprotocol",
+    )
+
     def __init__(
         self,
         stream: anyio.abc.ByteStream,
@@ -361,13 +407,15 @@ class ClientConnection:
         self._write_batch_open = False  # a frame went out in this turn of the loop
         self._write_batch_end = False  # `_end_write_batch` is scheduled
         self._fragmented_send: Event | None = None  # set while a message is streamed out
-        self._heartbeat_scope: anyio.CancelScope | None = None
+        # The heartbeat: when it next acts (ping, or give up on the pong of `_heartbeat_waiter`).
+        self._next_beat: float | None = None
+        self._reader_scope: anyio.CancelScope | None = None  # its deadline is the next beat
+        self._failure_deadline: float | None = None
         # The reader by callback on asyncio (see the module's docstring).
         self._pumping = False
         self._failure_timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
-        # The heartbeat by timers on asyncio: the next ping or the pong's deadline.
-        self._heartbeat_timer: asyncio.TimerHandle | None = None
+        self._heartbeat_timer: asyncio.TimerHandle | None = None  # on asyncio
         self._heartbeat_waiter: PongWaiter | None = None
         if self._direct is not None:
             self._direct.set_write_limits(limits.write_limit_high, limits.write_limit_low)
@@ -874,8 +922,6 @@ class ClientConnection:
             if event is not None:
                 event.set()
         self._outbox_ready.set()
-        if self._heartbeat_scope is not None:
-            self._heartbeat_scope.cancel()
         self._cancel_failure_timer()
         for timer in (self._close_timer, self._heartbeat_timer):
             if timer is not None:
@@ -972,10 +1018,13 @@ class ClientConnection:
         return self._direct is None
 
     def _start_tasks(self, task_group: TaskSpawner | None, *, heartbeat: bool) -> None:
-        """Start the reader, the writer and, if enabled, the heartbeat: as tasks in
-        `task_group`, the connection's own, or on asyncio's own stream as callbacks and
-        timers (then `task_group` is None).
+        """Start the reader and the writer, as tasks in `task_group` (the connection's own),
+        or on asyncio's own stream as callbacks (then `task_group` is None); and, if
+        enabled, the heartbeat, which the reader's deadline (or an asyncio timer) keeps.
         """
+        if heartbeat:
+            assert self._limits.ping_interval is not None  # the heartbeat needs it
+            self._set_next_beat(self._now() + self._limits.ping_interval)
         direct = self._direct
         if direct is not None:
             direct.set_reader(self._on_stream_news)
@@ -983,59 +1032,75 @@ class ClientConnection:
                 self._protocol.receive_data(self._initial_data)
                 self._initial_data = b""
             self._pump(direct)
-            if heartbeat:
-                self._schedule_ping()
             return
         assert task_group is not None  # tasks need one
-        # The task group's cancel scope also covers the body of the `async with`, which
-        # must stay cancellable, so each task enters a shielded scope of its own.
         task_group.start_soon(self._read_loop, name="anyws reader")
         task_group.start_soon(self._write_loop, name="anyws writer")
-        if heartbeat:
-            # `_connection_lost` cancels it, also if that comes before the task starts: the
-            # heartbeat ends with the connection.
-            self._heartbeat_scope = anyio.CancelScope(shield=True)
-            task_group.start_soon(self._heartbeat_loop, name="anyws heartbeat")
 
     async def _read_loop(self) -> None:
-        """Read from the transport, feeding the protocol, until it ends. Never raises."""
+        """Read from the transport, feeding the protocol, until it ends; keep the
+        heartbeat. Never raises.
+
+        The reader's scope is shielded (the task group's scope also covers the body of the
+        `async with`, which must stay cancellable) and its deadline is the heartbeat's next
+        beat: reaching it interrupts a wait of the reader, which loses nothing (a receive
+        cancelled before it returned read nothing), beats, and reads on. A heartbeat task
+        would cost a task, its scopes and frames per connection.
+        """
+        cause: BaseException | None = ConnectionAbortedError("the connection's tasks were stopped")
+        try:
+            while True:
+                with anyio.CancelScope(shield=True, deadline=_timeout(self._next_beat)) as scope:
+                    self._reader_scope = scope
+                    cause = await self._read(scope)
+                    break
+                if self._heartbeat_due():
+                    # The peer is unresponsive: get the close frame written if the socket
+                    # takes it, then drop the transport without waiting for an answer.
+                    cause = None
+                    with anyio.move_on_after(_timeout(self._limits.close_timeout)):
+                        await self._flush()
+                    break
+        finally:
+            # Nobody receives any more: the connection is lost, whatever ended the reader.
+            self._reader_scope = None
+            self._connection_lost(cause)
+        # Closing the stream happens before any checkpoint could raise.
+        await self._abort()
+
+    async def _read(self, scope: anyio.CancelScope) -> BaseException | None:
+        """The reader's work until the transport ends; return why it ended."""
         protocol = self._protocol
         read_limit = self._limits.read_limit
-        cause: BaseException | None = ConnectionAbortedError("the connection's tasks were stopped")
-        with anyio.CancelScope(shield=True) as scope:
-            try:
-                if self._initial_data:
-                    protocol.receive_data(self._initial_data)
-                    self._initial_data = b""
-                while not protocol.reading_done:
-                    self._deliver(protocol.parse(self._queue_room()))
-                    if protocol.failure_pending:
-                        await self._wait_failure_committed()
-                    elif protocol.paused:
-                        await self._wait_queue_space()
-                    elif protocol.wants_data:
-                        protocol.receive_data(await self._stream.receive(read_limit))
-                # The server closes TCP first (RFC 6455 §7.1.1); give it close_timeout,
-                # reading and dropping anything. The scope's deadline ends the wait.
-                cause = _CloseTimeout()
-                if self._limits.close_timeout is not None:
-                    scope.deadline = anyio.current_time() + self._limits.close_timeout
+        try:
+            if self._initial_data:
+                protocol.receive_data(self._initial_data)
+                self._initial_data = b""
+            while not protocol.reading_done:
+                self._deliver(protocol.parse(self._queue_room()))
+                if protocol.failure_pending:
+                    await self._wait_failure_committed()
+                elif protocol.paused:
+                    await self._wait_queue_space()
+                elif protocol.wants_data:
+                    protocol.receive_data(await self._stream.receive(read_limit))
+            # The server closes TCP first (RFC 6455 §7.1.1); give it close_timeout,
+            # reading and dropping anything. The scope's deadline ends the wait (no more
+            # heartbeat: the connection is closing).
+            self._set_next_beat(None)
+            scope.deadline = _timeout(self._limits.close_timeout) + self._now()
+            with contextlib.suppress(anyio.get_cancelled_exc_class()):
                 while True:
                     await self._stream.receive(read_limit)
-            except anyio.EndOfStream:
-                cause = self._write_error
-            except _TRANSPORT_ERRORS as exc:
-                cause = exc
-            except Exception as exc:  # pragma: no cover (a bug in anyws: fail the connection)
-                self.logger.exception("unexpected error in the reader")
-                protocol.fail(1011, "internal error", exc)
-                cause = exc
-            finally:
-                # Nobody receives any more: the connection is lost, whatever ended the reader.
-                self._connection_lost(cause)
-        # Outside the scope, which may have been cancelled by its deadline; closing the
-        # stream happens before any checkpoint could raise.
-        await self._abort()
+            return _CloseTimeout()
+        except anyio.EndOfStream:
+            return self._write_error
+        except _TRANSPORT_ERRORS as exc:
+            return exc
+        except Exception as exc:  # pragma: no cover (a bug in anyws: fail the connection)
+            self.logger.exception("unexpected error in the reader")
+            protocol.fail(1011, "internal error", exc)
+            return exc
 
     def _on_stream_news(self) -> None:
         # Called by the transport, so in a new turn of the event loop: the next frame
@@ -1115,8 +1180,9 @@ class ClientConnection:
                     self.latency = now - waiter.sent_at
                     waiter._set(self.latency)
                     if waiter is self._heartbeat_waiter:
+                        assert self._limits.ping_interval is not None  # a heartbeat's ping
                         self._heartbeat_waiter = None
-                        self._schedule_ping()
+                        self._set_next_beat(now + self._limits.ping_interval)
             else:
                 messages.append(item)  # type: ignore[arg-type]
         protocol = self._protocol
@@ -1143,8 +1209,10 @@ class ClientConnection:
         """Rule 2 of `_protocol`: our close frame waits until the application took the
         messages before the bad input, at most `close_timeout`.
         """
+        if self._failure_deadline is None:  # kept if a heartbeat interrupts the wait
+            self._failure_deadline = self._now() + _timeout(self._limits.close_timeout)
         self._failure_committed = self._new_event()
-        with anyio.move_on_after(_timeout(self._limits.close_timeout)):
+        with anyio.CancelScope(deadline=self._failure_deadline):
             await self._failure_committed.wait()
         self._failure_committed = None
         self._commit_failure()
@@ -1192,89 +1260,69 @@ class ClientConnection:
             if self._drained is not None and self._buffered() <= self._limits.write_limit_low:
                 self._drained.set()
 
-    def _schedule_ping(self) -> None:
-        # The heartbeat on asyncio (`_beat`'s steps by timers): the next ping, an interval
-        # after the connection opened or the latest pong arrived.
-        assert self._limits.ping_interval is not None  # only with an interval
-        if self._heartbeat_timer is not None:
-            self._heartbeat_timer.cancel()
-        self._heartbeat_timer = self._loop.call_later(
-            self._limits.ping_interval, self._heartbeat_ping
-        )
+    def _set_next_beat(self, when: float | None) -> None:
+        """Set when the heartbeat next acts (None: never): the deadline of the reader's
+        scope, or on asyncio a timer.
+        """
+        self._next_beat = when
+        if self._direct is not None:
+            if self._heartbeat_timer is not None:
+                self._heartbeat_timer.cancel()
+            self._heartbeat_timer = (
+                None if when is None else self._loop.call_at(when, self._on_heartbeat_timer)
+            )
+        elif self._reader_scope is not None:
+            self._reader_scope.deadline = _timeout(when)
 
-    def _heartbeat_ping(self) -> None:
-        self._heartbeat_timer = None
-        protocol = self._protocol
+    def _heartbeat_due(self) -> bool:
+        """The heartbeat's time came: send a ping (RFC 6455 §5.5.2), or, if the pong of the
+        previous one didn't come within ping_timeout, fail the connection with 1011.
+        Return True if it failed the connection: the driver then writes our close frame
+        within close_timeout and drops the transport.
+        """
+        limits, protocol = self._limits, self._protocol
+        assert limits.ping_interval is not None  # only a heartbeat has beats
+        unanswered, self._heartbeat_waiter = self._heartbeat_waiter, None
         if protocol.state is not State.OPEN:
-            return
+            self._set_next_beat(None)  # closing: no more pings
+            return False
+        if unanswered is not None:  # a pong would have cleared it
+            self.logger.debug("keepalive ping timeout: failing the connection")
+            protocol.fail(
+                1011,
+                "keepalive ping timeout",
+                TimeoutError(f"no pong within ping_timeout={limits.ping_timeout}s"),
+            )
+            self._kick_writer()
+            self._set_next_beat(None)
+            return True
         payload = os.urandom(4)
         while protocol.ping_pending(payload):  # pragma: no cover (2**-32)
             payload = os.urandom(4)
-        waiter = PongWaiter(self, self._now())
+        now = self._now()
+        waiter = PongWaiter(self, now)
         protocol.send_ping(payload, waiter)
         self._kick_writer()
-        ping_timeout = self._limits.ping_timeout
-        if ping_timeout is None:
-            self._schedule_ping()
+        if limits.ping_timeout is None:
+            self._set_next_beat(now + limits.ping_interval)
         else:
             self._heartbeat_waiter = waiter
-            self._heartbeat_timer = self._loop.call_later(ping_timeout, self._heartbeat_expired)
+            self._set_next_beat(now + limits.ping_timeout)
+        return False
 
-    def _heartbeat_expired(self) -> None:
-        # No pong within ping_timeout (a pong cancels this timer).
+    def _on_heartbeat_timer(self) -> None:
+        # The heartbeat on asyncio: as the reader task does when its deadline comes.
         direct = self._direct
         assert direct is not None  # timers only run on asyncio's own stream
-        self._heartbeat_timer = self._heartbeat_waiter = None
-        if self._protocol.state is not State.OPEN:
-            return
-        self._fail_unresponsive()
-        # As `_beat`: write the close frame if the socket takes it, within close_timeout,
-        # then drop the transport; the transport tells the reader when it closed.
-        self._write_outbox(direct)
-        direct.close_after_writing()
-        self._close_timer = self._close_timer or self._loop.call_later(
-            _timeout(self._limits.close_timeout), self._end_reading, direct, None
-        )
-
-    def _fail_unresponsive(self) -> None:
-        self.logger.debug("keepalive ping timeout: failing the connection")
-        self._protocol.fail(
-            1011,
-            "keepalive ping timeout",
-            TimeoutError(f"no pong within ping_timeout={self._limits.ping_timeout}s"),
-        )
-
-    async def _heartbeat_loop(self) -> None:
-        """Ping every `ping_interval`; fail the connection with 1011 if a pong takes longer
-        than `ping_timeout`. Never raises.
-        """
-        interval = self._limits.ping_interval
-        assert interval is not None  # the task only runs with an interval
-        assert self._heartbeat_scope is not None  # made with the task
-        with self._heartbeat_scope:
-            await self._beat(interval)
-
-    async def _beat(self, interval: float) -> None:
-        while True:
-            await anyio.sleep(interval)
-            if self._protocol.state is not State.OPEN:
-                return
-            waiter = await self.ping()
-            if self._limits.ping_timeout is None:
-                continue
-            with anyio.move_on_after(self._limits.ping_timeout):
-                # Set by the pong, or when the connection is lost (which also ends this
-                # task through its scope).
-                await waiter._event.wait()
-            if not waiter.done() and self._protocol.state is State.OPEN:
-                self._fail_unresponsive()
-                # The peer is unresponsive: write the close frame if the socket takes it,
-                # then drop the transport without waiting for an answer.
-                self._kick_writer()
-                with anyio.move_on_after(_timeout(self._limits.close_timeout)):
-                    await self._flush()
-                await self._abort()
-                return
+        self._heartbeat_timer = None
+        if self._heartbeat_due():
+            # Write the close frame if the socket takes it, within close_timeout, then
+            # drop the transport; the transport tells the reader when it closed.
+            self._write_outbox(direct)
+            direct.close_after_writing()
+            self._close_timer = self._close_timer or self._loop.call_later(
+                _timeout(self._limits.close_timeout), self._end_reading, direct, None
+            )
 
 
 _END = object()
@@ -1287,6 +1335,7 @@ class _CloseTimeout(TimeoutError):
 
 
 def _timeout(seconds: float | None) -> float:
+    # None (no limit, no deadline) as an infinite one.
     return math.inf if seconds is None else seconds
 
 

@@ -10,16 +10,24 @@ Workloads (per operation):
     w3  1 MiB binary message, request/response
     w4  connect, then close
     w5  16 KiB JSON document, request/response, permessage-deflate
-    idle  N open connections: RSS per connection (bytes)
+    cK  K connections open at once, each doing 32-byte round trips concurrently; N round
+        trips in all (N // K per connection)
+    idle  N open connections: RSS and traced heap (tracemalloc) per connection (bytes)
+
+With ANYWS_BENCH_PROFILE=PATH set, the workload runs under cProfile and its statistics
+are written to PATH (the CPU times printed are then inflated by the profiler).
 """
 
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import json
+import os
 import resource
 import sys
 import time
+import tracemalloc
 from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
@@ -55,6 +63,27 @@ class Timer:
 def rss() -> int:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * resource.getpagesize()
+
+
+class IdleMemory:
+    """Memory growth while connections are opened: RSS, and the Python heap as
+    tracemalloc traces it (what the connections' objects hold, without the allocator's
+    slack that RSS includes).
+    """
+
+    def __init__(self) -> None:
+        tracemalloc.start()
+        self.rss = rss()
+        self.heap = tracemalloc.get_traced_memory()[0]
+
+    def per_connection(self, count: int) -> dict[str, int]:
+        heap = tracemalloc.get_traced_memory()[0] - self.heap
+        tracemalloc.stop()
+        return {"rss": (rss() - self.rss) // count, "heap": heap // count}
+
+
+def per_connection_rounds(total: int, connections: int) -> int:
+    return max(1, total // connections)
 
 
 # -- anyws (both backends) ----------------------------------------------------------------
@@ -110,16 +139,36 @@ def anyws_client(backend: str) -> dict[str, Workload]:
                 await ws.receive_json()
             return timer.stop()
 
-    async def idle(uri: str, n: int) -> int:
+    async def idle(uri: str, n: int) -> dict[str, int]:
         from contextlib import AsyncExitStack
 
         async with AsyncExitStack() as stack:
-            before = rss()
+            memory = IdleMemory()
             for _ in range(n):
                 await stack.enter_async_context(anyws.connect(uri))
-            return (rss() - before) // n
+            return memory.per_connection(n)
 
-    return {"w1": w1, "w2": w2, "w3": w3, "w4": w4, "w5": w5, "idle": idle}
+    async def concurrent(uri: str, n: int, connections: int) -> tuple[float, float, int]:
+        from contextlib import AsyncExitStack
+
+        rounds = per_connection_rounds(n, connections)
+
+        async def round_trips(ws: anyws.ClientConnection) -> None:
+            for _ in range(rounds):
+                await ws.send(SMALL)
+                await ws.recv()
+
+        async with AsyncExitStack() as stack:
+            opened = [
+                await stack.enter_async_context(anyws.connect(uri)) for _ in range(connections)
+            ]
+            timer = Timer()
+            async with anyio.create_task_group() as tg:
+                for ws in opened:
+                    tg.start_soon(round_trips, ws)
+            return (*timer.stop(), rounds * connections)
+
+    return {"w1": w1, "w2": w2, "w3": w3, "w4": w4, "w5": w5, "idle": idle, "c": concurrent}
 
 
 # -- websockets (asyncio and trio) --------------------------------------------------------
@@ -127,9 +176,18 @@ def anyws_client(backend: str) -> dict[str, Workload]:
 
 def websockets_client(backend: str) -> dict[str, Workload]:
     connect: Any
+    run_all: Callable[[list[Coroutine[Any, Any, None]]], Coroutine[Any, Any, None]]
     if backend == "trio":
         import trio
         from websockets.trio.client import connect
+
+        async def run_all(coroutines: list[Coroutine[Any, Any, None]]) -> None:
+            async def run(coroutine: Coroutine[Any, Any, None]) -> None:
+                await coroutine
+
+            async with trio.open_nursery() as nursery:
+                for coroutine in coroutines:
+                    nursery.start_soon(run, coroutine)
 
         def spawn_pair(
             sender: Callable[[], Coroutine[Any, Any, None]],
@@ -143,6 +201,9 @@ def websockets_client(backend: str) -> dict[str, Workload]:
             return both()
     else:
         from websockets.asyncio.client import connect
+
+        async def run_all(coroutines: list[Coroutine[Any, Any, None]]) -> None:
+            await asyncio.gather(*coroutines)
 
         def spawn_pair(
             sender: Callable[[], Coroutine[Any, Any, None]],
@@ -201,16 +262,32 @@ def websockets_client(backend: str) -> dict[str, Workload]:
                 json.loads(await ws.recv())
             return timer.stop()
 
-    async def idle(uri: str, n: int) -> int:
+    async def idle(uri: str, n: int) -> dict[str, int]:
         from contextlib import AsyncExitStack
 
         async with AsyncExitStack() as stack:
-            before = rss()
+            memory = IdleMemory()
             for _ in range(n):
                 await stack.enter_async_context(connect(uri))
-            return (rss() - before) // n
+            return memory.per_connection(n)
 
-    return {"w1": w1, "w2": w2, "w3": w3, "w4": w4, "w5": w5, "idle": idle}
+    async def concurrent(uri: str, n: int, connections: int) -> tuple[float, float, int]:
+        from contextlib import AsyncExitStack
+
+        rounds = per_connection_rounds(n, connections)
+
+        async def round_trips(ws: Any) -> None:
+            for _ in range(rounds):
+                await ws.send(SMALL)
+                await ws.recv()
+
+        async with AsyncExitStack() as stack:
+            opened = [await stack.enter_async_context(connect(uri)) for _ in range(connections)]
+            timer = Timer()
+            await run_all([round_trips(ws) for ws in opened])
+            return (*timer.stop(), rounds * connections)
+
+    return {"w1": w1, "w2": w2, "w3": w3, "w4": w4, "w5": w5, "idle": idle, "c": concurrent}
 
 
 # -- aiohttp ------------------------------------------------------------------------------
@@ -455,17 +532,37 @@ CLIENTS: dict[str, tuple[Callable[[str], dict[str, Workload]], str]] = {
 def main() -> None:
     client, workload, uri, count_text = sys.argv[1:5]
     factory, backend = CLIENTS[client]
-    function = factory(backend)[workload]
     count = int(count_text)
+    workloads = factory(backend)
+    function: Callable[[], Coroutine[Any, Any, Any]]
+    if workload.startswith("c"):  # cK: K concurrent connections
+
+        def function() -> Coroutine[Any, Any, Any]:
+            return workloads["c"](uri, count, int(workload[1:]))
+    else:
+
+        def function() -> Coroutine[Any, Any, Any]:
+            return workloads[workload](uri, count)
+
+    profile_path = os.environ.get("ANYWS_BENCH_PROFILE")
+    profiler = cProfile.Profile() if profile_path else None
+    if profiler is not None:
+        profiler.enable()
     if backend == "trio":
         import trio
 
-        result = trio.run(function, uri, count)
+        result = trio.run(function)
     else:
-        result = asyncio.run(function(uri, count))
+        result = asyncio.run(function())
+    if profiler is not None and profile_path:
+        profiler.disable()
+        profiler.dump_stats(profile_path)
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     if workload == "idle":
-        print(json.dumps({"bytes_per_connection": result, "peak_rss": peak_rss}))
+        print(json.dumps({**result, "peak_rss": peak_rss}))
+    elif workload.startswith("c"):
+        cpu, wall, ops = result
+        print(json.dumps({"ops": ops, "cpu": cpu, "wall": wall, "peak_rss": peak_rss}))
     else:
         cpu, wall = result
         print(json.dumps({"ops": count, "cpu": cpu, "wall": wall, "peak_rss": peak_rss}))

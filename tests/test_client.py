@@ -203,6 +203,17 @@ async def test_wss_server_hostname(
             await connect_and_leave(uri, ssl=client_ssl_context, server_hostname="other.example")
 
 
+async def test_wss_by_host_name(
+    server_ssl_context: ssl.SSLContext, client_ssl_context: ssl.SSLContext
+) -> None:
+    # A name (not an address literal) goes through the happy-eyeballs race, then TLS.
+    async with websockets_server(ssl_context=server_ssl_context) as uri:
+        named = uri.replace("127.0.0.1", "localhost")
+        async with anyws.connect(named, ssl=client_ssl_context) as ws:
+            await ws.send("by name")
+            assert await ws.recv() == "by name"
+
+
 async def test_wss_default_context_rejects_untrusted(server_ssl_context: ssl.SSLContext) -> None:
     async with websockets_server(ssl_context=server_ssl_context) as uri:
         with pytest.raises(ssl.SSLCertVerificationError):

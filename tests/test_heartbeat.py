@@ -6,10 +6,11 @@ leaves the close alone.
 
 from __future__ import annotations
 
+import anyio
 import pytest
 
 import anyws
-from anyws import ConnectionClosedError, State
+from anyws import ConnectionClosedError, PayloadTooBig, State
 from anyws.testing import ServerConnection, serve
 
 pytestmark = pytest.mark.anyio
@@ -36,7 +37,7 @@ async def test_a_dead_peer_fails_the_connection_with_1011(close_timeout: float |
         assert info.value.sent.code == 1011
         assert info.value.sent.reason == "keepalive ping timeout"
         assert ws.closed
-        connection = server.connections[0]
+        connection = await server.accept()
         await connection.wait_closed()
     assert connection.close_code == 1011  # our close frame was written before we left
 
@@ -78,3 +79,28 @@ async def test_a_ping_timeout_while_closing_leaves_the_close_alone() -> None:
     assert info.value.sent is not None
     assert info.value.sent.code == 1000
     assert "closing handshake" in str(info.value.__cause__)
+
+
+async def test_pings_during_a_deferred_close_leave_its_deadline_alone() -> None:
+    async def small_then_oversized(connection: ServerConnection) -> None:
+        await connection.send("small")
+        await connection.send("x" * 200)
+        await connection.wait_closed()
+
+    async with (
+        serve(small_then_oversized) as server,
+        anyws.connect(
+            server.uri, max_size=100, ping_interval=0.01, ping_timeout=None, close_timeout=0.5
+        ) as ws,
+    ):
+        # The oversized message fails the connection, but our close frame waits for the
+        # application to take "small" (at most close_timeout), while the heartbeat beats
+        # every 10 ms: the beats mustn't restart that wait.
+        connection = await server.accept()
+        with anyio.fail_after(5):
+            await connection.wait_closed()
+        assert connection.close_code == 1009
+        assert await ws.recv() == "small"
+        with pytest.raises(ConnectionClosedError) as info:
+            await ws.recv()
+        assert isinstance(info.value.__cause__, PayloadTooBig)
