@@ -1,6 +1,7 @@
 """Sessions: `nox` runs tests on every Python this machine has (each on both backends, with
-branch coverage held at 100 %), lint, typecheck, the docs build, the Autobahn selection and
-a benchmark smoke run. `nox -s demo` runs the demo, `nox -s bench` the benchmark."""
+branch coverage held at 100 %), the suite once more on the pure-Python fallback, lint,
+typecheck, the docs build, the Autobahn selection and a benchmark smoke run. `nox -s demo`
+runs the demo, `nox -s bench` the benchmark (and writes its tables and chart to docs/)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ nox.options.default_venv_backend = "venv"
 nox.options.sessions = [
     "tests",
     "coverage",
+    "tests_pure_python",
     "lint",
     "typecheck",
     "docs",
@@ -61,6 +63,14 @@ def tests(session: nox.Session) -> None:
         *session.posargs,
         env={"COVERAGE_FILE": str(ROOT / f".coverage.{session.python}")},
     )
+
+
+@nox.session(python="3.11")
+def tests_pure_python(session: nox.Session) -> None:
+    """The suite with the pure-Python fallback instead of the C accelerator (as installed
+    without a compiler), on both backends."""
+    install_group(session, "test")
+    session.run("pytest", "-q", *session.posargs, env={"ANYWS_NO_SPEEDUPS": "1"})
 
 
 @nox.session(python="3.11")
@@ -116,18 +126,32 @@ def autobahn(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
-    """The side-by-side benchmark (`-- --quick` for a smoke run)."""
+    """The side-by-side benchmark: prints the tables and writes them with the chart to the
+    documentation (docs/bench-results.md, docs/img/bench.svg); `-- --quick` for a smoke
+    run, which writes nothing."""
     install_group(session, "bench")
-    chart = [] if "--quick" in session.posargs else ["--chart", "docs/img/bench.svg"]
-    session.run("python", "bench/run.py", *chart, *session.posargs)
+    outputs = (
+        []
+        if "--quick" in session.posargs
+        else ["--chart", "docs/img/bench.svg", "--markdown", "docs/bench-results.md"]
+    )
+    session.run("python", "bench/run.py", *outputs, *session.posargs)
 
 
 @nox.session(python="3.11")
 def bench_smoke(session: nox.Session) -> None:
     """The benchmark driver with tiny counts: it still runs (no timing is judged)."""
     install_group(session, "bench")
-    chart = Path(session.create_tmp()) / "bench.svg"  # the chart code runs too
-    session.run("python", "bench/run.py", "--quick", "--chart", str(chart))
+    tmp = Path(session.create_tmp())  # the chart and table writers run too
+    session.run(
+        "python",
+        "bench/run.py",
+        "--quick",
+        "--chart",
+        str(tmp / "bench.svg"),
+        "--markdown",
+        str(tmp / "bench.md"),
+    )
 
 
 @nox.session(python="3.11")

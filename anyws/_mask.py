@@ -1,10 +1,13 @@
-"""Masking of client frames (RFC 6455 §5.3): the C accelerator if it was built, else Python.
+"""Masking of client frames (RFC 6455 §5.3): the C accelerator if it was built, else Python
+(also when ANYWS_NO_SPEEDUPS is set in the environment).
 
 The Python version XORs each of the four key bytes into every fourth payload byte with a
 translation table, which keeps the work in C loops inside CPython.
 """
 
 from __future__ import annotations
+
+import os
 
 __all__ = ["apply_mask", "apply_mask_python"]
 
@@ -23,7 +26,11 @@ def apply_mask_python(data: bytes, mask: bytes, prefix: bytes = b"") -> bytes:
     return prefix + masked if prefix else bytes(masked)
 
 
-try:
-    from ._speedups import apply_mask
-except ImportError:  # pragma: no cover (the C accelerator is optional; CI builds it)
+if os.environ.get("ANYWS_NO_SPEEDUPS"):  # pragma: no cover (nox's pure-Python session)
+    # The fallback even where the accelerator was built: how CI tests it.
     apply_mask = apply_mask_python
+else:
+    try:
+        from ._speedups import apply_mask
+    except ImportError:  # pragma: no cover (the C accelerator is optional; CI builds it)
+        apply_mask = apply_mask_python

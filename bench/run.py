@@ -3,12 +3,14 @@
     python bench/run.py                 # 5 repetitions, the full counts
     python bench/run.py --quick         # 1 repetition, tiny counts (a smoke run)
     python bench/run.py --workloads w2 w4 --clients anyws-asyncio websockets-asyncio
+    python bench/run.py --profile /tmp/profiles   # also a cProfile of every run
 
 Starts a fast echo server (picows) and a permessage-deflate echo server (websockets) in
 processes of their own, then runs every (workload, client) pair in a fresh client process,
 interleaved, and prints markdown tables of the median client CPU time per operation (with
-its ratio to `websockets` on asyncio), the median throughput, the peak RSS, and the memory
-per idle connection.
+its ratio to `websockets` on asyncio), the median throughput, the peak RSS, the cost of a
+round trip with K connections open at once, and the memory per idle connection
+(`--markdown PATH` also writes them to a file, `--chart PATH` draws the CPU ratios).
 """
 
 from __future__ import annotations
@@ -52,6 +54,11 @@ WORKLOADS = {
 }
 IDLE_CLIENTS = ["anyws-asyncio", "anyws-trio", "websockets-asyncio", "websockets-trio"]
 IDLE_CONNECTIONS = 1000
+# Concurrency: K connections open at once, each doing 32-byte round trips concurrently
+# (ROUND_TRIPS in all); the clients that hold many connections.
+CONCURRENCY = [1, 100, 1000, 3000]
+ROUND_TRIPS = 30000
+CONCURRENCY_CLIENTS = IDLE_CLIENTS
 
 
 def free_port() -> int:
@@ -73,13 +80,20 @@ def start_server(kind: str) -> tuple[subprocess.Popen[str], str]:
     return process, f"ws://127.0.0.1:{port}/"
 
 
-def run_client(client: str, workload: str, uri: str, count: int) -> dict[str, float]:
+def run_client(
+    client: str, workload: str, uri: str, count: int, profile: Path | None = None
+) -> dict[str, float]:
+    env = dict(os.environ)
+    if profile is not None:
+        profile.mkdir(parents=True, exist_ok=True)
+        env["ANYWS_BENCH_PROFILE"] = str(profile / f"{client}-{workload}.pstats")
     result = subprocess.run(
         [sys.executable, str(HERE / "clients.py"), client, workload, uri, str(count)],
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
+        env=env,
     )
     if result.returncode != 0:
         sys.exit(f"{client} {workload} failed:\n{result.stderr}")
@@ -91,18 +105,27 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 repetition, tiny counts")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--clients", nargs="*", default=CLIENTS)
-    workloads = [*WORKLOADS, "idle"]
+    workloads = [*WORKLOADS, "concurrency", "idle"]
     parser.add_argument("--workloads", nargs="*", default=workloads, choices=workloads)
     parser.add_argument(
         "--chart", type=Path, help="also draw the CPU ratios as a bar chart (SVG) at this path"
+    )
+    parser.add_argument("--markdown", type=Path, help="also write the tables to this file")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="write a cProfile of every run to this directory (CLIENT-WORKLOAD.pstats, the "
+        "last repetition's; the CPU times measured under the profiler are inflated)",
     )
     args = parser.parse_args()
     repeat = 1 if args.quick else args.repeat
     scale = 0.01 if args.quick else 1.0
     idle_connections = 20 if args.quick else IDLE_CONNECTIONS
+    concurrency = [1, 10] if args.quick else CONCURRENCY
 
     servers = {kind: start_server(kind) for kind in ("picows", "websockets-deflate")}
     samples: dict[tuple[str, str], list[dict[str, float]]] = {}
+    concurrent: dict[tuple[int, str], list[dict[str, float]]] = {}
     idle: dict[str, list[dict[str, float]]] = {}
     started = time.monotonic()
     try:
@@ -114,9 +137,25 @@ def main() -> None:
                     if client in without:
                         continue
                     result = run_client(
-                        client, workload, servers[server][1], max(2, int(count * scale))
+                        client,
+                        workload,
+                        servers[server][1],
+                        max(2, int(count * scale)),
+                        args.profile,
                     )
                     samples.setdefault((workload, client), []).append(result)
+            for connections in concurrency:
+                for client in CONCURRENCY_CLIENTS:
+                    if client in args.clients and "concurrency" in args.workloads:
+                        concurrent.setdefault((connections, client), []).append(
+                            run_client(
+                                client,
+                                f"c{connections}",
+                                servers["picows"][1],
+                                max(connections, int(ROUND_TRIPS * scale)),
+                                args.profile,
+                            )
+                        )
             for client in IDLE_CLIENTS:
                 if client in args.clients and "idle" in args.workloads:
                     idle.setdefault(client, []).append(
@@ -130,7 +169,12 @@ def main() -> None:
         for process, _uri in servers.values():
             process.terminate()
             process.wait()
-    report(samples, idle, args.clients, repeat)
+    text = report(samples, concurrent, idle, args.clients, repeat)
+    print(text)
+    if args.markdown is not None:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(text, encoding="utf-8")
+        print(f"tables: {args.markdown}", file=sys.stderr)
     if args.chart is not None:
         chart(samples, args.clients, repeat, args.chart)
 
@@ -197,10 +241,14 @@ def chart(
 
 def report(
     samples: dict[tuple[str, str], list[dict[str, float]]],
+    concurrent: dict[tuple[int, str], list[dict[str, float]]],
     idle: dict[str, list[dict[str, float]]],
     clients: list[str],
     repeat: int,
-) -> None:
+) -> str:
+    """The tables, as markdown."""
+    lines: list[str] = []
+
     def cpu_us(workload: str, client: str) -> float | None:
         return cpu_per_op(samples, workload, client)
 
@@ -210,10 +258,11 @@ def report(
             return None
         return statistics.median(run["ops"] / run["wall"] for run in runs)
 
-    print(f"\nClient CPU µs per operation, median of {repeat}", end=" ")
-    print(f"(ratio to {BASELINE}; lower is better)\n")
-    print("| client | " + " | ".join(title for title, *_ in WORKLOADS.values()) + " |")
-    print("|---|" + "---:|" * len(WORKLOADS))
+    lines.append(
+        f"Client CPU µs per operation, median of {repeat} (ratio to {BASELINE}; lower is better)\n"
+    )
+    lines.append("| client | " + " | ".join(title for title, *_ in WORKLOADS.values()) + " |")
+    lines.append("|---|" + "---:|" * len(WORKLOADS))
     for client in clients:
         cells = []
         for workload in WORKLOADS:
@@ -224,11 +273,13 @@ def report(
                 cells.append(f"{value:,.1f} ({value / base:.2f})")
             else:
                 cells.append(f"{value:,.1f}")
-        print(f"| {client} | " + " | ".join(cells) + " |")
+        lines.append(f"| {client} | " + " | ".join(cells) + " |")
 
-    print(f"\nThroughput, operations per second, median of {repeat} (higher is better)\n")
-    print("| client | " + " | ".join(title for title, *_ in WORKLOADS.values()) + " | peak RSS |")
-    print("|---|" + "---:|" * (len(WORKLOADS) + 1))
+    lines.append(f"\nThroughput, operations per second, median of {repeat} (higher is better)\n")
+    lines.append(
+        "| client | " + " | ".join(title for title, *_ in WORKLOADS.values()) + " | peak RSS |"
+    )
+    lines.append("|---|" + "---:|" * (len(WORKLOADS) + 1))
     for client in clients:
         cells = []
         for workload in WORKLOADS:
@@ -238,17 +289,43 @@ def report(
             run["peak_rss"] for (_w, c), runs in samples.items() if c == client for run in runs
         ]
         peak = f"{max(peaks) / 2**20:.0f} MiB" if peaks else "n/a"
-        print(f"| {client} | " + " | ".join(cells) + f" | {peak} |")
+        lines.append(f"| {client} | " + " | ".join(cells) + f" | {peak} |")
+
+    if concurrent:
+        counts = sorted({connections for connections, _ in concurrent})
+        shown = [client for client in clients if any(c == client for _, c in concurrent)]
+        lines.append(
+            "\nK connections open at once, 32-byte round trips on all of them concurrently: "
+            f"client CPU µs per round trip, and peak RSS, median of {repeat}\n"
+        )
+        lines.append("| client | " + " | ".join(f"K = {count:,}" for count in counts) + " |")
+        lines.append("|---|" + "---:|" * len(counts))
+        for client in shown:
+            cells = []
+            for count in counts:
+                runs = concurrent.get((count, client), [])
+                if not runs:
+                    cells.append("n/a")
+                    continue
+                cpu = statistics.median(run["cpu"] / run["ops"] * 1e6 for run in runs)
+                peak_mib = max(run["peak_rss"] for run in runs) / 2**20
+                cells.append(f"{cpu:,.1f} µs, {peak_mib:.0f} MiB")
+            lines.append(f"| {client} | " + " | ".join(cells) + " |")
 
     if idle:
-        print("\nMemory per idle connection (RSS growth over the open connections, median)\n")
-        print("| client | KiB per connection |")
-        print("|---|---:|")
+        lines.append(
+            "\nMemory per idle connection, median: the Python heap (tracemalloc) and the "
+            "RSS growth over the open connections\n"
+        )
+        lines.append("| client | heap KiB | RSS KiB |")
+        lines.append("|---|---:|---:|")
         for client, runs in idle.items():
-            value = statistics.median(run["bytes_per_connection"] for run in runs)
-            print(f"| {client} | {value / 1024:.1f} |")
+            heap = statistics.median(run["heap"] for run in runs)
+            resident = statistics.median(run["rss"] for run in runs)
+            lines.append(f"| {client} | {heap / 1024:.1f} | {resident / 1024:.1f} |")
 
-    print(f"\nMachine: {machine()}; {platform.platform()}")
+    lines.append(f"\nMachine: {machine()}; {platform.platform()}")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -5,6 +5,9 @@ what our deflate sends, a plain zlib peer inflates."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import zlib
 from unittest.mock import patch
 
@@ -137,3 +140,13 @@ def test_compressed_messages_inflate_at_a_plain_zlib_peer(
         if not takeover:
             inflater = zlib.decompressobj(-15)
         assert inflater.decompress(payload + b"\x00\x00\xff\xff") == message
+
+
+def test_anyws_no_speedups_selects_the_pure_python_fallback() -> None:
+    # How nox's pure-Python session runs the suite where the accelerator was built.
+    check = (
+        "from anyws import _mask; "
+        "assert _mask.apply_mask is _mask.apply_mask_python, 'the accelerator is in use'"
+    )
+    environment = {**os.environ, "ANYWS_NO_SPEEDUPS": "1"}
+    subprocess.run([sys.executable, "-c", check], env=environment, check=True, timeout=60)
