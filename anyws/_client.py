@@ -251,17 +251,20 @@ def open_websocket(
 ) -> _WebSocketContext:
     """Open a WebSocket connection; use the result with `async with ... as ws:`.
 
-    The connection's reader, writer and heartbeat tasks run in a task group of its own,
-    entered and left by the `async with`. Leaving the block closes the connection (1000, or
-    1011 if the block raised, 1001 without waiting for the server if it was cancelled),
-    waiting at most `close_timeout` for the closing handshake; then the socket is released,
-    also when the server stopped reading. Works under `trio.run` and `asyncio.run` alike.
+    The connection's reader and writer run in a task group of its own (on asyncio's own
+    stream, as the transport's callbacks: no task), entered and left by the `async with`.
+    Leaving the block closes the connection (1000, or 1011 if the block raised, 1001
+    without waiting for the server if it was cancelled), waiting at most `close_timeout`
+    for the closing handshake; then the socket is released, also when the server stopped
+    reading. Works under `trio.run` and `asyncio.run` alike.
 
     Args:
         uri: a `ws://` or `wss://` URI; user:password in it sends HTTP Basic auth.
         stream: a connected byte stream (any anyio `ByteStream`) to run the WebSocket over
             instead of opening a connection to the URI's host; the URI still gives the
-            Host header and the resource. It is closed when the block ends.
+            Host header and the resource. It is closed when the block ends. Its `receive`
+            must lose nothing when cancelled, as anyio's streams don't: the heartbeat's
+            deadline interrupts the reader's wait.
         client: an `httpx.AsyncClient` (or `httpx.Client`) that sends the upgrade
             request: its base URL (`uri` may then be relative, and `http(s)://` means
             `ws(s)://`), headers, cookies, auth, event hooks, proxy and transport apply,

@@ -1052,8 +1052,11 @@ class ClientConnection:
             while True:
                 with anyio.CancelScope(shield=True, deadline=_timeout(self._next_beat)) as scope:
                     self._reader_scope = scope
+                    cause = _CloseTimeout()  # if the deadline ends the closing handshake
                     cause = await self._read(scope)
                     break
+                if self._protocol.reading_done:
+                    break  # the closing handshake timed out
                 if self._heartbeat_due():
                     # The peer is unresponsive: get the close frame written if the socket
                     # takes it, then drop the transport without waiting for an answer.
@@ -1089,10 +1092,8 @@ class ClientConnection:
             # heartbeat: the connection is closing).
             self._set_next_beat(None)
             scope.deadline = _timeout(self._limits.close_timeout) + self._now()
-            with contextlib.suppress(anyio.get_cancelled_exc_class()):
-                while True:
-                    await self._stream.receive(read_limit)
-            return _CloseTimeout()
+            while True:
+                await self._stream.receive(read_limit)
         except anyio.EndOfStream:
             return self._write_error
         except _TRANSPORT_ERRORS as exc:

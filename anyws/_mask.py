@@ -26,11 +26,10 @@ def apply_mask_python(data: bytes, mask: bytes, prefix: bytes = b"") -> bytes:
     return prefix + masked if prefix else bytes(masked)
 
 
+try:
+    from ._speedups import apply_mask
+except ImportError:  # pragma: no cover (the C accelerator is optional; CI builds it)
+    apply_mask = apply_mask_python
 if os.environ.get("ANYWS_NO_SPEEDUPS"):  # pragma: no cover (nox's pure-Python session)
     # The fallback even where the accelerator was built: how CI tests it.
     apply_mask = apply_mask_python
-else:
-    try:
-        from ._speedups import apply_mask
-    except ImportError:  # pragma: no cover (the C accelerator is optional; CI builds it)
-        apply_mask = apply_mask_python
