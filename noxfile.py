@@ -1,7 +1,7 @@
 """Sessions: `nox` runs tests on every Python this machine has (each on both backends, with
 branch coverage held at 100 %), the suite once more on the pure-Python fallback, lint,
 typecheck, the docs build, the Autobahn selection and a benchmark smoke run. `nox -s demo`
-runs the demo, `nox -s bench` the benchmark (and writes its tables and chart to docs/)."""
+runs the demo, `nox -s bench` the benchmark (its tables and chart go to the docs)."""
 
 from __future__ import annotations
 
@@ -127,13 +127,13 @@ def autobahn(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
     """The side-by-side benchmark: prints the tables and writes them with the chart to the
-    documentation (docs/bench-results.md, docs/img/bench.svg); `-- --quick` for a smoke
+    documentation (bench/results.md, docs/img/bench.svg); `-- --quick` for a smoke
     run, which writes nothing."""
     install_group(session, "bench")
     outputs = (
         []
         if "--quick" in session.posargs
-        else ["--chart", "docs/img/bench.svg", "--markdown", "docs/bench-results.md"]
+        else ["--chart", "docs/img/bench.svg", "--markdown", "bench/results.md"]
     )
     session.run("python", "bench/run.py", *outputs, *session.posargs)
 
