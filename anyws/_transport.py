@@ -169,7 +169,12 @@ async def open_transport(
     if unix_socket is not None:
         stream = await anyio.connect_unix(unix_socket)
     elif proxy is None:
-        return await _connect_tcp(uri.host, uri.port, context, hostname, options)
+        family = _address_family(uri.host)
+        if family is None or options.local_host is not None:
+            return await _connect_tcp(uri.host, uri.port, context, hostname, options)
+        # One address: nothing to race. anyio's happy eyeballs would still open a task
+        # group and a task for it, which costs as much as the connect itself on trio.
+        stream = await _connect_address(family, uri.host, uri.port)
     elif isinstance(proxy, SocksProxy):
         stream = await _open_socks(proxy, uri, options)
     else:
@@ -199,20 +204,6 @@ async def _connect_tcp(
     options: Options,
 ) -> anyio.abc.ByteStream:
     local_host, delay = options.local_host, _race_delay(options)
-    family = _address_family(host)
-    if family is not None and local_host is None:
-        # One address: nothing to race. anyio's happy eyeballs would still open a task
-        # group and a task for it, which costs as much as the connect itself on trio.
-        stream = await _connect_address(family, host, port)
-        if context is None:
-            return stream
-        try:
-            return await TLSStream.wrap(
-                stream, hostname=hostname, ssl_context=context, standard_compatible=False
-            )
-        except BaseException:
-            await anyio.aclose_forcefully(stream)
-            raise
     try:
         if context is None:
             return await anyio.connect_tcp(

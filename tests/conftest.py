@@ -188,6 +188,16 @@ def unused_tcp_port() -> Iterator[int]:
         yield sock.getsockname()[1]
 
 
+def assert_keepalive_timeout(exc: anyws.ConnectionClosedError, *, closed: bool) -> None:
+    """Check what a connection the heartbeat failed reports: no pong within ping_timeout,
+    our close frame 1011; `closed`: whether the transport is already released."""
+    assert isinstance(exc.__cause__, TimeoutError)
+    assert exc.sent is not None
+    assert exc.sent.code == 1011
+    assert exc.sent.reason == "keepalive ping timeout"
+    assert closed
+
+
 @asynccontextmanager
 async def memory_websocket(
     handler: Handler | None = echo,
