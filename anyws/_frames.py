@@ -1,17 +1,33 @@
-"""Serializing the data frames a client sends (RFC 6455 §5.2), byte for byte as wsproto does,
-without its per-frame copies: the header and the masked payload are built in one buffer.
+"""Data frames without wsproto's per-frame work (RFC 6455 §5.2).
 
-Control frames and every frame of a connection with extensions other than our
-permessage-deflate still go through wsproto; tests/test_frames.py checks that both produce
-identical bytes for the same masking key.
+Outgoing: the data frames a client sends, byte for byte as wsproto builds them, without its
+per-frame copies: the header and the masked payload are built in one buffer. Control frames
+and every frame of a connection with extensions other than our permessage-deflate still go
+through wsproto; tests/test_frames.py checks that both produce identical bytes for the same
+masking key.
+
+Incoming: `parse_frames` (the C accelerator's, None without it) takes the whole uncompressed
+messages at the start of a buffer, and `frame_extent` finds where any other frame ends, so
+that exactly that frame can be handed to wsproto, which decides everything about it.
+tests/test_incoming.py checks that both paths deliver the same for the same bytes.
 """
 
 from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable
 
 from ._mask import apply_mask
+
+parse_frames: Callable[[bytes | bytearray, int, int, int], tuple[list[str | bytes], int]] | None
+try:
+    from ._speedups import parse_frames
+except ImportError:  # pragma: no cover (the C accelerator is optional; CI builds it)
+    parse_frames = None
+if os.environ.get("ANYWS_NO_SPEEDUPS"):  # pragma: no cover (nox's pure-Python session)
+    # wsproto parses everything, as without the accelerator: how CI tests that path.
+    parse_frames = None
 
 OPCODE_CONTINUATION = 0x0
 OPCODE_TEXT = 0x1
@@ -34,3 +50,51 @@ def client_frame(opcode: int, payload: bytes, *, fin: bool = True, rsv1: bool = 
     # "a fresh masking key ... derived from a strong source of entropy" (§5.3)
     mask = os.urandom(4)
     return apply_mask(payload, mask, header + mask)
+
+
+INVALID_FRAME = -1
+"""`frame_extent`'s end for a header wsproto rejects: the rest of the stream is its."""
+
+_OPCODES = frozenset({0x0, 0x1, 0x2, 0x8, 0x9, 0xA})  # RFC 6455 §5.2; the others are reserved
+
+
+def frame_extent(
+    buffer: bytes | bytearray, start: int, *, rsv1: bool
+) -> tuple[int, bool, int] | None:
+    """Where the server frame at `buffer[start:]` ends: (end offset, FIN, opcode).
+
+    None if its header isn't all in the buffer. The end is `INVALID_FRAME` for a header
+    that breaks RFC 6455 §5.2 (a mask on a server frame, a reserved opcode or RSV bit, an
+    RSV1 bit without permessage-deflate (`rsv1`), a fragmented or long control frame
+    (§5.5), a length not in its shortest form or with its top bit set): wsproto reports it.
+    """
+    available = len(buffer) - start
+    if available < 2:
+        return None
+    first, second = buffer[start], buffer[start + 1]
+    fin = bool(first & 0x80)
+    opcode = first & 0x0F
+    length = second & 0x7F
+    if (
+        second & 0x80
+        or first & (0x30 if rsv1 else 0x70)
+        or opcode not in _OPCODES
+        or (opcode >= 0x8 and (not fin or length > 125))
+    ):
+        return INVALID_FRAME, fin, opcode
+    header = 2
+    if length == 126:
+        if available < 4:
+            return None
+        header = 4
+        length = int.from_bytes(buffer[start + 2 : start + 4], "big")
+        if length < 126:
+            return INVALID_FRAME, fin, opcode
+    elif length == 127:
+        if available < 10:
+            return None
+        header = 10
+        length = int.from_bytes(buffer[start + 2 : start + 10], "big")
+        if length < 65536 or length >> 63:
+            return INVALID_FRAME, fin, opcode
+    return start + header + length, fin, opcode

@@ -88,7 +88,15 @@ from ._exceptions import (
     PayloadTooBig,
     ProtocolError,
 )
-from ._frames import OPCODE_BINARY, OPCODE_CONTINUATION, OPCODE_TEXT, client_frame
+from ._frames import (
+    INVALID_FRAME,
+    OPCODE_BINARY,
+    OPCODE_CONTINUATION,
+    OPCODE_TEXT,
+    client_frame,
+    frame_extent,
+    parse_frames,
+)
 from ._types import Close, Data
 
 # Close codes after which a closed connection counts as normal (as in `websockets`): 1005 is
@@ -216,6 +224,9 @@ class ClientProtocol(Generic[W]):
             bytes are sent uncompressed; None compresses every message.
         trace: called with a line describing each frame received ("< ...") and sent
             ("> ..."), as `websockets` logs them at debug level; None: no tracing.
+        fast_path: parse whole uncompressed messages with the C accelerator when it is
+            available; False: wsproto parses every frame (the reference the tests compare
+            the fast path with).
     """
 
     def __init__(
@@ -225,6 +236,7 @@ class ClientProtocol(Generic[W]):
         max_size: int | None = 2**20,
         compression_threshold: int | None = None,
         trace: Callable[[str], None] | None = None,
+        fast_path: bool = True,
     ) -> None:
         self._ws = Connection(ConnectionType.CLIENT, list(extensions))
         self._trace = trace
@@ -247,6 +259,15 @@ class ClientProtocol(Generic[W]):
         self._size = 0
         self._discarding = False  # data frames are dropped unread (rule 3)
         self._parsing = True  # False once nothing more will be parsed
+        # The fast path: whole uncompressed messages are parsed by the C accelerator from
+        # the inbox; any other frame is handed to wsproto whole (see `parse`). Off without
+        # the accelerator, with a foreign extension, and once the input went bad.
+        self._fast = fast_path and parse_frames is not None and self._own_framing
+        self._inbox: bytes = b""
+        self._inbox_start = 0
+        self._owed = 0  # bytes of the frame wsproto parses that haven't arrived
+        self._message_open = False  # a message's first frame went to wsproto, not its last
+        self._wsproto_fed = False  # wsproto has bytes whose events weren't all taken
         self.wants_data = True
         """True when everything received was parsed: the driver may read again."""
         self.paused = False
@@ -320,9 +341,29 @@ class ClientProtocol(Generic[W]):
         Bytes that arrive once nothing more is parsed are dropped (after the server's close
         frame nothing may follow, RFC 6455 §5.5.1; after a protocol error nothing is read).
         """
-        if self._parsing:
+        if not self._parsing:
+            return
+        self.wants_data = False
+        owed = self._owed
+        if owed:
+            # The rest of the frame wsproto is parsing is wsproto's.
+            self._owed = max(owed - len(data), 0)
+            self._ws.receive_data(bytes(data[:owed]))
+            self._wsproto_fed = True
+            data = data[owed:]
+            if not data:
+                return
+        if not self._fast:
             self._ws.receive_data(bytes(data))
-            self.wants_data = False
+            self._wsproto_fed = True
+        elif self._inbox_start == len(self._inbox):
+            self._inbox = data if type(data) is bytes else bytes(data)
+            self._inbox_start = 0
+        else:
+            # Only the start of a frame header waits here: the driver reads when
+            # `wants_data`, that is when everything else was parsed.
+            self._inbox = self._inbox[self._inbox_start :] + data
+            self._inbox_start = 0
 
     def receive_eof(self, cause: BaseException | None = None) -> None:
         """Tell the protocol that the transport ended (EOF, reset, or aborted).
@@ -355,17 +396,97 @@ class ClientProtocol(Generic[W]):
         self.paused = False
         if not self._parsing:
             return received
-        if (
-            room is not None
-            and room <= 0
-            and self._partial is None
-            and self.phase is not Phase.CLOSE_SENT
-        ):
+        closing = self.phase is Phase.CLOSE_SENT
+        if room is not None and room <= 0 and self._partial is None and not closing:
             self.paused = True
             return received
         if self.wants_data:
             return received  # nothing arrived since everything was parsed
         messages = 0
+        while True:
+            if self._wsproto_fed:
+                messages = self._parse_events(room, received, messages)
+                if messages < 0:
+                    return received  # paused, or nothing more will be parsed
+                self._wsproto_fed = False
+            if self._inbox_start == len(self._inbox):
+                break
+            if self._fast and not self._message_open:
+                assert parse_frames is not None  # _fast needs it
+                max_size = -1 if self.max_size is None else self.max_size
+                limit = -1 if room is None or closing else room - messages
+                batch, self._inbox_start = parse_frames(
+                    self._inbox, self._inbox_start, limit, max_size
+                )
+                if batch:
+                    messages = self._take_whole(batch, room, received, messages)
+                    if room is not None and messages >= room and not closing:
+                        self.paused = True  # the rest stays in the inbox (backpressure)
+                        return received
+            if not self._hand_frame_to_wsproto():
+                break  # the next frame's header isn't all here
+        self.wants_data = True
+        return received
+
+    def _take_whole(
+        self,
+        batch: list[str | bytes],
+        room: int | None,
+        received: list[Data | PartialMessage | PongReceived[W]],
+        messages: int,
+    ) -> int:
+        """Queue the whole messages `parse_frames` took; return the count of messages."""
+        if self._trace is not None:
+            for message in batch:
+                self._trace(f"< {_describe_data(message, first=True, fin=True)}")
+        if room is not None and messages + len(batch) > room:
+            # CLOSE_SENT with a full queue (rule 1).
+            kept = max(room - messages, 0)
+            self.dropped += len(batch) - kept
+            del batch[kept:]
+        received += batch
+        return messages + len(batch)
+
+    def _hand_frame_to_wsproto(self) -> bool:
+        """Give wsproto the frame at the start of the inbox (all of the inbox once the fast
+        path is off); return False if that frame's header isn't all here yet.
+
+        wsproto holds at most this one frame; the bytes of it that haven't arrived are
+        `_owed` to it, and `receive_data` passes them on.
+        """
+        inbox, start = self._inbox, self._inbox_start
+        end = len(inbox)
+        if self._fast:
+            extent = frame_extent(inbox, start, rsv1=self._deflate is not None)
+            if extent is None:
+                return False
+            frame_end, fin, opcode = extent
+            if frame_end == INVALID_FRAME:
+                self._fast = False  # wsproto fails the connection: the stream is its
+            else:
+                if opcode < 0x8:
+                    self._message_open = not fin  # RFC 6455 §5.4: until a FIN data frame
+                if frame_end < end:
+                    end = frame_end
+                else:
+                    self._owed = frame_end - end
+        self._ws.receive_data(bytes(inbox[start:end]))
+        self._wsproto_fed = True
+        if end == len(inbox):
+            self._inbox, self._inbox_start = b"", 0
+        else:
+            self._inbox_start = end
+        return True
+
+    def _parse_events(
+        self,
+        room: int | None,
+        received: list[Data | PartialMessage | PongReceived[W]],
+        messages: int,
+    ) -> int:
+        """Take wsproto's events into `received`; return the count of messages, or -1 if
+        parsing stops here (`paused`, or nothing more will be parsed).
+        """
         trace = self._trace
         for event in self._ws.events():
             if trace is not None:
@@ -392,7 +513,7 @@ class ClientProtocol(Generic[W]):
             elif isinstance(event, CloseConnection):  # pragma: no branch (no other events)
                 self._on_close(event)
             if not self._parsing:
-                return received
+                return -1
             if (
                 room is not None
                 and messages >= room
@@ -400,9 +521,8 @@ class ClientProtocol(Generic[W]):
                 and self.phase is not Phase.CLOSE_SENT
             ):
                 self.paused = True  # the rest stays in wsproto's buffer (backpressure)
-                return received
-        self.wants_data = True
-        return received
+                return -1
+        return messages
 
     def _on_data(self, event: TextMessage | BytesMessage) -> Data | PartialMessage | None:
         """Take a frame's data (or the part of it that arrived); return a message that is
@@ -477,6 +597,7 @@ class ClientProtocol(Generic[W]):
         """
         self._abandon_partial()
         self._size = 0
+        self._fast = False  # what follows bad input is wsproto's to judge
         if stream_intact:
             self._discarding = True
             if self._deflate is not None:

@@ -749,17 +749,21 @@ def test_an_abandoned_message_keeps_no_more_fragments() -> None:
     assert not partial.fragments
 
 
-def test_a_message_that_starts_after_our_close_with_a_full_queue_is_dropped() -> None:
-    client, server = pair()
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_messages_that_start_after_our_close_with_a_full_queue_are_dropped(
+    fast_path: bool,
+) -> None:
+    client = ClientProtocol[str](fast_path=fast_path)
+    server = Connection(ConnectionType.SERVER)
     client.send_close()
-    data = server.send(BytesMessage(b"fits"))
+    data = server.send(BytesMessage(b"fits")) + server.send(TextMessage("whole"))
     data += server.send(BytesMessage(b"a", message_finished=False)) + server.send(
         BytesMessage(b"b")
     )
     data += server.send(CloseConnection(1000))
     client.receive_data(data)
     assert client.parse(1) == [b"fits"]
-    assert client.dropped == 1
+    assert client.dropped == 2
     assert client.close_rcvd == Close(1000, "")
 
 
