@@ -60,8 +60,9 @@ _OPCODES = frozenset({0x0, 0x1, 0x2, 0x8, 0x9, 0xA})  # RFC 6455 §5.2; the othe
 
 def frame_extent(
     buffer: bytes | bytearray, start: int, *, rsv1: bool
-) -> tuple[int, bool, int] | None:
-    """Where the server frame at `buffer[start:]` ends: (end offset, FIN, opcode).
+) -> tuple[int, int, int] | None:
+    """Where the server frame at `buffer[start:]` lies: (its first byte, the offset of its
+    payload, the offset of its end).
 
     None if its header isn't all in the buffer. The end is `INVALID_FRAME` for a header
     that breaks RFC 6455 §5.2 (a mask on a server frame, a reserved opcode or RSV bit, an
@@ -72,16 +73,15 @@ def frame_extent(
     if available < 2:
         return None
     first, second = buffer[start], buffer[start + 1]
-    fin = bool(first & 0x80)
     opcode = first & 0x0F
     length = second & 0x7F
     if (
         second & 0x80
         or first & (0x30 if rsv1 else 0x70)
         or opcode not in _OPCODES
-        or (opcode >= 0x8 and (not fin or length > 125))
+        or (opcode >= 0x8 and (not first & 0x80 or length > 125))
     ):
-        return INVALID_FRAME, fin, opcode
+        return first, start + 2, INVALID_FRAME
     header = 2
     if length == 126:
         if available < 4:
@@ -89,12 +89,12 @@ def frame_extent(
         header = 4
         length = int.from_bytes(buffer[start + 2 : start + 4], "big")
         if length < 126:
-            return INVALID_FRAME, fin, opcode
+            return first, start + header, INVALID_FRAME
     elif length == 127:
         if available < 10:
             return None
         header = 10
         length = int.from_bytes(buffer[start + 2 : start + 10], "big")
         if length < 65536 or length >> 63:
-            return INVALID_FRAME, fin, opcode
-    return start + header + length, fin, opcode
+            return first, start + header, INVALID_FRAME
+    return first, start + header, start + header + length

@@ -62,6 +62,7 @@ Rules, in the order they were decided:
 
 from __future__ import annotations
 
+import codecs
 import enum
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -78,6 +79,7 @@ from wsproto.events import (
     TextMessage,
 )
 from wsproto.extensions import Extension
+from wsproto.frame_protocol import CloseReason
 
 from ._deflate import NegotiatedDeflate
 from ._exceptions import (
@@ -110,6 +112,7 @@ SENDABLE_CLOSE_CODES = frozenset(
 )
 MAX_CLOSE_REASON = 123  # bytes: a control frame payload is at most 125 (RFC 6455 §5.5)
 MESSAGE_TOO_BIG_REASON = "message too big"
+_UTF8_DECODER = codecs.getincrementaldecoder("utf-8")  # as wsproto decodes text (§5.6)
 
 W = TypeVar("W")
 """What the driver keeps per outstanding ping (its waiter)."""
@@ -267,6 +270,8 @@ class ClientProtocol(Generic[W]):
         self._inbox_start = 0
         self._owed = 0  # bytes of the frame wsproto parses that haven't arrived
         self._message_open = False  # a message's first frame went to wsproto, not its last
+        self._frame_left = 0  # bytes of the streamed frame's payload still to come
+        self._frame_text: codecs.IncrementalDecoder | None = None  # and its UTF-8 decoder
         self._wsproto_fed = False  # wsproto has bytes whose events weren't all taken
         self.wants_data = True
         """True when everything received was parsed: the driver may read again."""
@@ -411,6 +416,11 @@ class ClientProtocol(Generic[W]):
                 self._wsproto_fed = False
             if self._inbox_start == len(self._inbox):
                 break
+            if self._frame_left:
+                messages = self._on_event(self._take_payload(), room, received, messages)
+                if messages < 0:
+                    return received
+                continue
             if self._fast and not self._message_open:
                 assert parse_frames is not None  # _fast needs it
                 max_size = -1 if self.max_size is None else self.max_size
@@ -423,7 +433,7 @@ class ClientProtocol(Generic[W]):
                     if room is not None and messages >= room and not closing:
                         self.paused = True  # the rest stays in the inbox (backpressure)
                         return received
-            if not self._hand_frame_to_wsproto():
+            if not self._next_frame():
                 break  # the next frame's header isn't all here
         self.wants_data = True
         return received
@@ -447,12 +457,15 @@ class ClientProtocol(Generic[W]):
         received += batch
         return messages + len(batch)
 
-    def _hand_frame_to_wsproto(self) -> bool:
-        """Give wsproto the frame at the start of the inbox (all of the inbox once the fast
-        path is off); return False if that frame's header isn't all here yet.
+    def _next_frame(self) -> bool:
+        """Start the frame at the start of the inbox, which `parse_frames` didn't take;
+        return False if its header isn't all here yet.
 
-        wsproto holds at most this one frame; the bytes of it that haven't arrived are
-        `_owed` to it, and `receive_data` passes them on.
+        A whole message that hasn't all arrived is streamed from the inbox as it comes
+        (`_take_payload`): wsproto would copy it three times. Any other frame (and all of
+        the inbox once the fast path is off) goes to wsproto, which then holds at most this
+        one frame; the bytes of it that haven't arrived are `_owed` to it, and
+        `receive_data` passes them on.
         """
         inbox, start = self._inbox, self._inbox_start
         end = len(inbox)
@@ -460,12 +473,23 @@ class ClientProtocol(Generic[W]):
             extent = frame_extent(inbox, start, rsv1=self._deflate is not None)
             if extent is None:
                 return False
-            frame_end, fin, opcode = extent
+            first, payload_start, frame_end = extent
             if frame_end == INVALID_FRAME:
                 self._fast = False  # wsproto fails the connection: the stream is its
+            elif (
+                frame_end > end
+                and (first == 0x81 or first == 0x82)
+                and not self._message_open
+                and (self.max_size is None or frame_end - payload_start <= self.max_size)
+            ):
+                self._inbox_start = payload_start
+                self._frame_left = frame_end - payload_start
+                self._frame_text = _UTF8_DECODER() if first == 0x81 else None
+                return True
             else:
-                if opcode < 0x8:
-                    self._message_open = not fin  # RFC 6455 §5.4: until a FIN data frame
+                if first & 0x0F < 0x8:
+                    # RFC 6455 §5.4: a message is open until a data frame with FIN.
+                    self._message_open = not first & 0x80
                 if frame_end < end:
                     end = frame_end
                 else:
@@ -478,6 +502,25 @@ class ClientProtocol(Generic[W]):
             self._inbox_start = end
         return True
 
+    def _take_payload(self) -> Event:
+        """The part of the streamed frame's payload in the inbox, as the event wsproto
+        would give for it (or the close event of its failure: invalid UTF-8 is 1007).
+        """
+        inbox, start = self._inbox, self._inbox_start
+        end = min(start + self._frame_left, len(inbox))
+        payload = inbox[start:end]
+        self._inbox_start = end
+        self._frame_left -= end - start
+        finished = not self._frame_left
+        decoder = self._frame_text
+        if decoder is None:
+            return BytesMessage(data=payload, frame_finished=finished, message_finished=finished)
+        try:
+            text = decoder.decode(payload, finished)
+        except UnicodeDecodeError as exc:
+            return CloseConnection(code=CloseReason.INVALID_FRAME_PAYLOAD_DATA, reason=str(exc))
+        return TextMessage(data=text, frame_finished=finished, message_finished=finished)
+
     def _parse_events(
         self,
         room: int | None,
@@ -487,41 +530,55 @@ class ClientProtocol(Generic[W]):
         """Take wsproto's events into `received`; return the count of messages, or -1 if
         parsing stops here (`paused`, or nothing more will be parsed).
         """
-        trace = self._trace
         for event in self._ws.events():
-            if trace is not None:
-                trace(f"< {_describe(event)}")
-            if isinstance(event, (TextMessage, BytesMessage)):
-                message = self._on_data(event)
-                if message is not None:
-                    if room is None or messages < room:
-                        received.append(message)
-                        messages += 1
-                    else:
-                        # CLOSE_SENT with a full queue (rule 1).
-                        self.dropped += 1
-                        if type(message) is PartialMessage:
-                            message.abandon()
-            elif isinstance(event, Ping):
-                if self.phase is Phase.OPEN:
-                    # RFC 6455 §5.5.2: answer with a pong carrying the same payload.
-                    self._send_control(event.response())
-            elif isinstance(event, Pong):
-                acknowledged = self._acknowledge(bytes(event.payload))
-                if acknowledged:
-                    received.append(PongReceived(acknowledged))
-            elif isinstance(event, CloseConnection):  # pragma: no branch (no other events)
-                self._on_close(event)
-            if not self._parsing:
+            messages = self._on_event(event, room, received, messages)
+            if messages < 0:
                 return -1
-            if (
-                room is not None
-                and messages >= room
-                and self._partial is None
-                and self.phase is not Phase.CLOSE_SENT
-            ):
-                self.paused = True  # the rest stays in wsproto's buffer (backpressure)
-                return -1
+        return messages
+
+    def _on_event(
+        self,
+        event: Event,
+        room: int | None,
+        received: list[Data | PartialMessage | PongReceived[W]],
+        messages: int,
+    ) -> int:
+        """Take one frame's event into `received`; return the count of messages, or -1 if
+        parsing stops here (`paused`, or nothing more will be parsed).
+        """
+        if self._trace is not None:
+            self._trace(f"< {_describe(event)}")
+        if isinstance(event, (TextMessage, BytesMessage)):
+            message = self._on_data(event)
+            if message is not None:
+                if room is None or messages < room:
+                    received.append(message)
+                    messages += 1
+                else:
+                    # CLOSE_SENT with a full queue (rule 1).
+                    self.dropped += 1
+                    if type(message) is PartialMessage:
+                        message.abandon()
+        elif isinstance(event, Ping):
+            if self.phase is Phase.OPEN:
+                # RFC 6455 §5.5.2: answer with a pong carrying the same payload.
+                self._send_control(event.response())
+        elif isinstance(event, Pong):
+            acknowledged = self._acknowledge(bytes(event.payload))
+            if acknowledged:
+                received.append(PongReceived(acknowledged))
+        elif isinstance(event, CloseConnection):  # pragma: no branch (no other events)
+            self._on_close(event)
+        if not self._parsing:
+            return -1
+        if (
+            room is not None
+            and messages >= room
+            and self._partial is None
+            and self.phase is not Phase.CLOSE_SENT
+        ):
+            self.paused = True  # the rest stays buffered (backpressure)
+            return -1
         return messages
 
     def _on_data(self, event: TextMessage | BytesMessage) -> Data | PartialMessage | None:
