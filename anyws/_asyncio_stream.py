@@ -38,6 +38,7 @@ class _Protocol(asyncio.Protocol):
         # What arrived and wasn't taken: rarely more than one chunk, and a list is a tenth
         # of the size of a deque (a connection keeps one).
         self.chunks: list[bytes] = []
+        self.head = 0  # how much of the first chunk was taken already
         self.buffered = 0
         self.reading_paused = False
         self.writing_paused = False
@@ -137,13 +138,19 @@ class AsyncioStream(anyio.abc.ByteStream):
                     raise anyio.BrokenResourceError from protocol.exception
                 raise anyio.EndOfStream
             return None
-        chunk = chunks.pop(0)
-        # Several small reads that arrived together go to the parser as one.
-        while chunks and len(chunk) + len(chunks[0]) <= max_bytes:
-            chunk += chunks.pop(0)
-        if len(chunk) > max_bytes:
-            chunks.insert(0, chunk[max_bytes:])
-            chunk = chunk[:max_bytes]
+        head = protocol.head
+        first = chunks[0]
+        if len(first) - head > max_bytes:
+            # A big read is given out in parts; what is left isn't copied each time.
+            protocol.head = head + max_bytes
+            chunk = first[head : head + max_bytes]
+        else:
+            del chunks[0]
+            protocol.head = 0
+            chunk = first[head:] if head else first
+            # Several small reads that arrived together go to the parser as one.
+            while chunks and len(chunk) + len(chunks[0]) <= max_bytes:
+                chunk += chunks.pop(0)
         protocol.buffered -= len(chunk)
         if protocol.reading_paused and protocol.buffered < protocol.limit // 2:
             protocol.reading_paused = False

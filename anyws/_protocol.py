@@ -14,6 +14,15 @@ most one read of the driver's; inflation (RFC 7692) happens while parsing, so on
 compressed data can't fill memory past the queue. `wants_data` says whether the buffer was
 used up: only then does the driver read again.
 
+The fast path (with the C accelerator): what the driver reads goes to an inbox first.
+`parse_frames` takes the whole, uncompressed, unfragmented messages at its start in one C
+call, without wsproto's per-frame objects; such a message that hasn't all arrived is
+streamed from the inbox as it comes, as the events wsproto would give for it. Every other
+frame (control frames, fragments, compressed or oversized messages, invalid UTF-8, any
+header wsproto would reject) is handed to wsproto whole, so wsproto decides everything but
+the common case; after bad input the rest of the stream is all wsproto's. The same bytes
+give the same results either way: tests/test_incoming.py compares both step by step.
+
 The lifecycle of the connection is one state machine, `Phase`, changed only by `_enter`,
 which checks every transition against `TRANSITIONS`:
 

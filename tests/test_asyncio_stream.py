@@ -74,6 +74,11 @@ async def test_small_reads_are_joined_and_large_ones_split() -> None:
     assert await stream.receive(5) == b"abcd"
     assert await stream.receive(2) == b"ef"
     assert await stream.receive() == b"gh"
+    # A big read is given out in parts; its last part is joined with what came after it.
+    protocol.data_received(b"0123456789")
+    protocol.data_received(b"ab")
+    assert [await stream.receive(4) for _ in range(3)] == [b"0123", b"4567", b"89ab"]
+    assert protocol.buffered == 0
 
 
 async def test_reading_pauses_at_the_limit_and_resumes_below_half() -> None:
