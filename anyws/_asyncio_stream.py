@@ -22,6 +22,7 @@ import asyncio
 import ipaddress
 import ssl
 import sys
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -29,8 +30,22 @@ import anyio
 import anyio.abc
 from anyio.abc import SocketAttribute
 
+_READ_BUFFER_SIZE = 2**18  # as much as asyncio's own transports read at a time
 
-class _Protocol(asyncio.Protocol):
+
+class _ReadBuffer(threading.local):
+    # The transport reads into this, and `buffer_updated` copies what it read out at once:
+    # one buffer per thread (an event loop runs its callbacks one at a time) serves every
+    # connection. asyncio's plain `Protocol` allocates 256 KiB for every read and shrinks
+    # it to the size read, which costs the allocator far more than the copy.
+    def __init__(self) -> None:
+        self.view = memoryview(bytearray(_READ_BUFFER_SIZE))
+
+
+_read_buffer = _ReadBuffer()
+
+
+class _Protocol(asyncio.BufferedProtocol):
     def __init__(self, loop: asyncio.AbstractEventLoop, read_buffer_limit: int) -> None:
         self.loop = loop
         self.limit = read_buffer_limit
@@ -55,6 +70,12 @@ class _Protocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _read_buffer.view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(bytes(_read_buffer.view[:nbytes]))
 
     def data_received(self, data: bytes) -> None:
         self.chunks.append(data)

@@ -81,6 +81,17 @@ async def test_small_reads_are_joined_and_large_ones_split() -> None:
     assert protocol.buffered == 0
 
 
+async def test_reads_go_through_one_shared_buffer() -> None:
+    stream, protocol, _ = make_stream()
+    other = make_stream()[1]
+    buffer = protocol.get_buffer(-1)
+    assert other.get_buffer(-1) is buffer  # one per thread, not one per connection
+    buffer[:5] = b"hello"
+    protocol.buffer_updated(5)
+    buffer[:5] = b"xxxxx"  # the next read into it doesn't change what arrived
+    assert await stream.receive() == b"hello"
+
+
 async def test_reading_pauses_at_the_limit_and_resumes_below_half() -> None:
     stream, protocol, transport = make_stream(limit=10)
     protocol.data_received(b"x" * 12)
