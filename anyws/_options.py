@@ -147,6 +147,8 @@ class Options:
             if "additional_headers" in options:
                 raise TypeError("give additional_headers or extra_headers, not both")
             options["additional_headers"] = options.pop("extra_headers")
+        if not options:
+            return _DEFAULTS  # checked once: the options are immutable
         unknown = sorted(set(options) - _NAMES)
         if unknown:
             raise TypeError(f"unknown option(s): {', '.join(unknown)}")
@@ -260,3 +262,6 @@ def _check_limit_pair(
         return high, low
     high = _check_size(name, value, allow_none=allow_none)
     return high, None if high is None else high // 4
+
+
+_DEFAULTS = Options()  # what `from_kwargs` gives for no options

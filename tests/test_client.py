@@ -34,6 +34,7 @@ from anyws import (
     process_exception,
 )
 from anyws._handshake import accept_key
+from anyws._options import Options
 from anyws.testing import RawResponse, frame, serve
 
 from .conftest import raw_server, read_request, request_key, websockets_server
@@ -791,3 +792,11 @@ async def test_extra_headers_is_a_deprecated_alias(echo_uri: str) -> None:
         pytest.warns(DeprecationWarning, match="extra"),
     ):
         anyws.connect(echo_uri, extra_headers={}, additional_headers={})
+
+
+def test_default_options_are_checked_once() -> None:
+    # The options are immutable: connections opened without any share one checked set.
+    defaults = Options.from_kwargs({})
+    assert Options.from_kwargs({}) is defaults
+    assert defaults == Options()
+    assert Options.from_kwargs({"max_queue": 4}).max_queue == 4
