@@ -278,9 +278,8 @@ class ClientProtocol(Generic[W]):
         self._inbox: bytes = b""
         self._inbox_start = 0
         self._owed = 0  # bytes of the frame wsproto parses that haven't arrived
-        self._message_open = False  # a message's first frame went to wsproto, not its last
         self._frame_left = 0  # bytes of the streamed frame's payload still to come
-        self._frame_text: codecs.IncrementalDecoder | None = None  # and its UTF-8 decoder
+        self._frame_decoder: codecs.IncrementalDecoder | None = None  # its UTF-8, for text
         self._wsproto_fed = False  # wsproto has bytes whose events weren't all taken
         self.wants_data = True
         """True when everything received was parsed: the driver may read again."""
@@ -430,7 +429,9 @@ class ClientProtocol(Generic[W]):
                 if messages < 0:
                     return received
                 continue
-            if self._fast and not self._message_open:
+            # While a message is arriving, its continuation frames come next (RFC 6455
+            # §5.4): wsproto, which holds that message's state, takes them.
+            if self._fast and self._partial is None:
                 assert parse_frames is not None  # _fast needs it
                 max_size = -1 if self.max_size is None else self.max_size
                 limit = -1 if room is None or closing else room - messages
@@ -488,21 +489,17 @@ class ClientProtocol(Generic[W]):
             elif (
                 frame_end > end
                 and (first == 0x81 or first == 0x82)
-                and not self._message_open
+                and self._partial is None
                 and (self.max_size is None or frame_end - payload_start <= self.max_size)
             ):
                 self._inbox_start = payload_start
                 self._frame_left = frame_end - payload_start
-                self._frame_text = _UTF8_DECODER() if first == 0x81 else None
+                self._frame_decoder = _UTF8_DECODER() if first == 0x81 else None
                 return True
+            elif frame_end < end:
+                end = frame_end
             else:
-                if first & 0x0F < 0x8:
-                    # RFC 6455 §5.4: a message is open until a data frame with FIN.
-                    self._message_open = not first & 0x80
-                if frame_end < end:
-                    end = frame_end
-                else:
-                    self._owed = frame_end - end
+                self._owed = frame_end - end
         self._ws.receive_data(bytes(inbox[start:end]))
         self._wsproto_fed = True
         if end == len(inbox):
@@ -521,7 +518,7 @@ class ClientProtocol(Generic[W]):
         self._inbox_start = end
         self._frame_left -= end - start
         finished = not self._frame_left
-        decoder = self._frame_text
+        decoder = self._frame_decoder
         if decoder is None:
             return BytesMessage(data=payload, frame_finished=finished, message_finished=finished)
         try:

@@ -298,6 +298,16 @@ def test_a_message_over_max_size_in_many_reads_then_close(opcode: int, read: int
 
 
 @needs_accelerator
+@pytest.mark.parametrize("read", [1, 7, 100])
+def test_a_new_message_inside_a_fragmented_one_cut_by_reads(read: int) -> None:
+    """A whole message can't start while another is arriving (RFC 6455 §5.4), even when it
+    would be streamed: wsproto fails the connection.
+    """
+    stream = encode(0x01, b"start") + encode(0x82, b"x" * 300) + encode(0x88, b"\x03\xe8")
+    compare(stream, [("read", read), ("parse", None)] * len(stream), deflate=False, max_size=None)
+
+
+@needs_accelerator
 def test_whole_messages_skip_wsproto() -> None:
     """The point of the fast path: a read of whole messages never reaches wsproto."""
     protocol = ClientProtocol[str]()
