@@ -8,7 +8,10 @@ Workloads (per operation):
     w1  32-byte binary message, request/response
     w2  32-byte binary messages, pipelined (a sender and a receiver)
     w3  1 MiB binary message, request/response
-    w4  connect, then close
+    w4  connect, then close; timed after a first connection, whose CPU time is reported
+        apart with the library's import ("import", "first"): both are paid once per process
+        (libraries import their backends at different times: `websockets` when imported,
+        anyio on the first call that needs one), and 200 operations would spread them
     w5  16 KiB JSON document, request/response, permessage-deflate
     cK  K connections open at once, each doing 32-byte round trips concurrently; N round
         trips in all (N // K per connection)
@@ -537,12 +540,23 @@ def main() -> None:
     client, workload, uri, count_text = sys.argv[1:5]
     factory, backend = CLIENTS[client]
     count = int(count_text)
+    if backend == "trio":
+        import trio  # the event loop's import isn't the library's
+
+    import_started = time.process_time()
     workloads = factory(backend)
+    import_cpu = time.process_time() - import_started
     function: Callable[[], Coroutine[Any, Any, Any]]
     if workload.startswith("c"):  # cK: K concurrent connections
 
         def function() -> Coroutine[Any, Any, Any]:
             return workloads["c"](uri, count, int(workload[1:]))
+    elif workload == "w4":
+
+        async def function() -> tuple[float, float, float]:
+            first, _ = await workloads["w4"](uri, 1)
+            cpu, wall = await workloads["w4"](uri, count)
+            return cpu, wall, first
     else:
 
         def function() -> Coroutine[Any, Any, Any]:
@@ -552,12 +566,7 @@ def main() -> None:
     profiler = cProfile.Profile() if profile_path else None
     if profiler is not None:
         profiler.enable()
-    if backend == "trio":
-        import trio
-
-        result = trio.run(function)
-    else:
-        result = asyncio.run(function())
+    result = trio.run(function) if backend == "trio" else asyncio.run(function())
     if profiler is not None and profile_path:
         profiler.disable()
         profiler.dump_stats(profile_path)
@@ -567,6 +576,20 @@ def main() -> None:
     elif workload.startswith("c"):
         cpu, wall, ops = result
         print(json.dumps({"ops": ops, "cpu": cpu, "wall": wall, "peak_rss": peak_rss}))
+    elif workload == "w4":
+        cpu, wall, first = result
+        print(
+            json.dumps(
+                {
+                    "ops": count,
+                    "cpu": cpu,
+                    "wall": wall,
+                    "peak_rss": peak_rss,
+                    "import": import_cpu,
+                    "first": first,
+                }
+            )
+        )
     else:
         cpu, wall = result
         print(json.dumps({"ops": count, "cpu": cpu, "wall": wall, "peak_rss": peak_rss}))

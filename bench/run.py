@@ -7,7 +7,7 @@
 
 Starts a fast echo server (picows) and a permessage-deflate echo server (websockets) in
 processes of their own, then runs every (workload, client) pair in a fresh client process,
-interleaved, and prints markdown tables of the median client CPU time per operation (with
+interleaved (each repetition starting one client later), and prints markdown tables of the median client CPU time per operation (with
 its ratio to `websockets` on asyncio), the median throughput, the peak RSS, the cost of a
 round trip with K connections open at once, and the memory per idle connection
 (`--markdown PATH` also writes them to a file, `--chart PATH` draws the CPU ratios).
@@ -84,6 +84,9 @@ def run_client(
     client: str, workload: str, uri: str, count: int, profile: Path | None = None
 ) -> dict[str, float]:
     env = dict(os.environ)
+    # Imports are timed as an installed package has them: from compiled bytecode, which a
+    # source checkout gets only if Python may write it.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     if profile is not None:
         profile.mkdir(parents=True, exist_ok=True)
         env["ANYWS_BENCH_PROFILE"] = str(profile / f"{client}-{workload}.pstats")
@@ -130,10 +133,14 @@ def main() -> None:
     started = time.monotonic()
     try:
         for repetition in range(repeat):
+            # Where a run falls in the sequence moves its result (on this machine up to
+            # 20 % in W4, whatever the client), so every repetition starts one client later.
+            shift = repetition % len(args.clients)
+            order = args.clients[shift:] + args.clients[:shift]
             for workload, (_title, count, server, without) in WORKLOADS.items():
                 if workload not in args.workloads:
                     continue
-                for client in args.clients:
+                for client in order:
                     if client in without:
                         continue
                     result = run_client(
@@ -145,8 +152,8 @@ def main() -> None:
                     )
                     samples.setdefault((workload, client), []).append(result)
             for connections in concurrency:
-                for client in CONCURRENCY_CLIENTS:
-                    if client in args.clients and "concurrency" in args.workloads:
+                for client in order:
+                    if client in CONCURRENCY_CLIENTS and "concurrency" in args.workloads:
                         concurrent.setdefault((connections, client), []).append(
                             run_client(
                                 client,
@@ -156,8 +163,8 @@ def main() -> None:
                                 args.profile,
                             )
                         )
-            for client in IDLE_CLIENTS:
-                if client in args.clients and "idle" in args.workloads:
+            for client in order:
+                if client in IDLE_CLIENTS and "idle" in args.workloads:
                     idle.setdefault(client, []).append(
                         run_client(client, "idle", servers["picows"][1], idle_connections)
                     )
@@ -290,6 +297,19 @@ def report(
         ]
         peak = f"{max(peaks) / 2**20:.0f} MiB" if peaks else "n/a"
         lines.append(f"| {client} | " + " | ".join(cells) + f" | {peak} |")
+
+    once = {client: samples[("w4", client)] for client in clients if ("w4", client) in samples}
+    if once:
+        lines.append(
+            "\nPaid once per process, not counted in W4: the library's import and the first "
+            f"connection (lazy imports included), client CPU ms, median of {repeat}\n"
+        )
+        lines.append("| client | import | first connection |")
+        lines.append("|---|---:|---:|")
+        for client, runs in once.items():
+            imported = statistics.median(run["import"] for run in runs) * 1e3
+            first = statistics.median(run["first"] for run in runs) * 1e3
+            lines.append(f"| {client} | {imported:.1f} | {first:.1f} |")
 
     if concurrent:
         counts = sorted({connections for connections, _ in concurrent})
