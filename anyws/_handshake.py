@@ -3,13 +3,29 @@
 `ClientHandshake` builds the upgrade request with h11 and validates the server's answer.
 Feed it bytes; it returns an outcome (`Accepted` or `Redirect`) once it has one, and raises
 an `InvalidHandshake` subclass when the server refuses or answers wrongly.
+
+h11 is the authority on HTTP, but running it costs more than the rest of a connection's
+setup, so the common case is served without it, with h11's results:
+
+- **The request** is h11's bytes for the same headers, made once per set of headers (the
+  URI, the options) and reused with each connection's own `Sec-WebSocket-Key` put in
+  (`_request_template`). h11 validates every set the first time it is used.
+- **A 101 response** is read by `_parse_switching_head` when its head is plain: the status
+  line and header lines in the forms h11 accepts, restricted to visible ASCII, with CRLF
+  line ends, no framing headers (`Content-Length`, `Transfer-Encoding`) and within
+  `MAX_RESPONSE_HEAD`. It gives what h11 would (`tests/test_handshake.py` compares the two
+  on generated responses, cut into reads anywhere). Anything else (another status, an
+  interim response, a rejection's body, an unusual byte, an early EOF) goes to h11, which
+  then reads everything received so far, as it would have from the start.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +53,20 @@ MAX_RESPONSE_HEAD = 2**16  # bytes of status line + headers accepted before Secu
 DEFAULT_USER_AGENT = f"Python/{sys.version_info.major}.{sys.version_info.minor} anyws/{__version__}"
 
 DEFLATE_OFFER = "permessage-deflate; client_max_window_bits"
+
+# A Sec-WebSocket-Key: 16 bytes, base64-encoded (RFC 6455 §4.1).
+_KEY_FORMAT = re.compile(r"[A-Za-z0-9+/]{21}[AQgw]==")
+_KEY_PLACEHOLDER = "A" * 22 + "=="
+# Where h11 ends a response head (a blank line, CRLF or LF), and the forms of its status
+# and header lines (RFC 9112 §4 and §5) restricted to visible ASCII, spaces and tabs: on
+# such lines h11's grammar, whose character classes are wider, matches the same way.
+_HEAD_END = re.compile(rb"\n\r?\n")
+_SWITCHING_STATUS_LINE = re.compile(rb"HTTP/1\.1 101(?: ([\t\x20-\x7e]*))?")
+_HEADER_LINE = re.compile(
+    rb"([-!#$%&'*+.^_`|~0-9a-zA-Z]+):[ \t]*((?:[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*)?)[ \t]*"
+)
+# h11 checks and rewrites these; a 101 response has no use for them.
+_FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})
 
 
 def accept_key(key: str) -> str:
@@ -160,6 +190,62 @@ def _format_extension(name: str, params: list[tuple[str, str | None]]) -> str:
     return "; ".join([name, *(key if value is None else f"{key}={value}" for key, value in params)])
 
 
+def _send_request(connection: h11.Connection, path: str, headers: list[tuple[str, str]]) -> bytes:
+    """Have h11 send the request (a GET without a body) on `connection`; return its bytes.
+
+    Raises:
+        ValueError: a header name or value isn't valid HTTP (e.g. contains a newline).
+    """
+    try:
+        request = h11.Request(method="GET", target=path, headers=headers)
+        return (connection.send(request) or b"") + (connection.send(h11.EndOfMessage()) or b"")
+    except h11.LocalProtocolError as exc:
+        raise ValueError(f"invalid handshake request: {exc}") from None
+
+
+@functools.lru_cache(maxsize=64)
+def _request_template(path: str, headers: tuple[tuple[str, str], ...]) -> tuple[bytes, bytes]:
+    """h11's bytes for a request whose Sec-WebSocket-Key is `_KEY_PLACEHOLDER`, as the parts
+    before and after the key. Errors aren't cached: a bad set raises every time.
+    """
+    wire = _send_request(h11.Connection(h11.CLIENT), path, list(headers))
+    # The first such line is ours: it comes fourth, after lines without a CR or LF.
+    line = f"\r\nSec-WebSocket-Key: {_KEY_PLACEHOLDER}\r\n".encode()
+    start = wire.index(line) + len(line) - len(_KEY_PLACEHOLDER) - 2
+    return wire[:start], wire[start + len(_KEY_PLACEHOLDER) :]
+
+
+def _parse_switching_head(buffer: bytes) -> tuple[str, list[tuple[str, str]], int] | None:
+    """Read a plain 101 response head at the start of `buffer` (see the module's docstring):
+    return its reason phrase, its header fields and where the head ends, or None for h11
+    to read it (not a 101, not plain, or not complete: h11 decides).
+    """
+    end = _HEAD_END.search(buffer)
+    if end is None:
+        return None
+    if end.start() == 0 or buffer[end.start() - 1 : end.end()] != b"\r\n\r\n":
+        return None
+    lines = buffer[: end.start() - 1].split(b"\r\n")
+    status = _SWITCHING_STATUS_LINE.fullmatch(lines[0])
+    if status is None:
+        return None
+    reason = status.group(1)
+    fields: list[tuple[str, str]] = []
+    size = 0
+    for line in lines[1:]:
+        field = _HEADER_LINE.fullmatch(line)
+        if field is None:  # an obsolete line folding, a bare LF, an unusual byte
+            return None
+        name, value = field.group(1).decode("ascii"), field.group(2).decode("ascii")
+        if name.lower() in _FRAMING_HEADERS:
+            return None
+        fields.append((name, value))
+        size += len(name) + len(value) + 4
+    if size > MAX_RESPONSE_HEAD:  # as `ClientHandshake._process` bounds h11's result
+        return None
+    return ("" if reason is None else reason.decode("ascii")), fields, end.end()
+
+
 class ClientHandshake:
     """The client side of the opening handshake, without I/O.
 
@@ -172,6 +258,11 @@ class ClientHandshake:
         additional_headers: extra request headers.
         user_agent_header: the `User-Agent`, or None to omit it.
         key: the `Sec-WebSocket-Key`; random by default (tests pin it).
+        fast_path: False to have h11 build the request and read the response from the
+            start (the reference the fast path is tested against; see the module).
+
+    Raises:
+        ValueError: `key` isn't 16 bytes in base64.
     """
 
     def __init__(
@@ -185,7 +276,10 @@ class ClientHandshake:
         additional_headers: HeadersLike | None = None,
         user_agent_header: str | None = DEFAULT_USER_AGENT,
         key: str | None = None,
+        fast_path: bool = True,
     ) -> None:
+        if key is not None and not _KEY_FORMAT.fullmatch(key):
+            raise ValueError(f"invalid Sec-WebSocket-Key {key!r}: not 16 bytes in base64")
         self.key = generate_key() if key is None else key
         self.subprotocols = list(subprotocols or ())
         self.extensions = list(extensions or ())
@@ -220,10 +314,20 @@ class ClientHandshake:
             headers.append(("User-Agent", user_agent_header))
 
         self.request = Request(path=uri.resource_name, headers=Headers(headers))
-        self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_RESPONSE_HEAD)
+        # The key's line is the fourth (see `_request_template`).
+        headers[3] = ("Sec-WebSocket-Key", _KEY_PLACEHOLDER)
+        self._template_headers = tuple(headers)
+        # h11, from the start on the reference path, else once the fast path declines.
+        self._h11: h11.Connection | None = None
+        if not fast_path:
+            self._h11 = self._new_h11()
         self._rejection: Response | None = None
         self._body = bytearray()
         self._eof_received = False
+
+    @staticmethod
+    def _new_h11() -> h11.Connection:
+        return h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_RESPONSE_HEAD)
 
     def data_to_send(self) -> bytes:
         """Return the bytes of the upgrade request.
@@ -231,13 +335,17 @@ class ClientHandshake:
         Raises:
             ValueError: a header name or value isn't valid HTTP (e.g. contains a newline).
         """
-        try:
-            request = h11.Request(
-                method="GET", target=self.request.path, headers=self.request.headers.raw_items()
-            )
-        except h11.LocalProtocolError as exc:
-            raise ValueError(f"invalid handshake request: {exc}") from None
-        return (self._h11.send(request) or b"") + (self._h11.send(h11.EndOfMessage()) or b"")
+        if self._h11 is not None:
+            return _send_request(self._h11, self.request.path, self.request.headers.raw_items())
+        before, after = _request_template(self.request.path, self._template_headers)
+        return before + self.key.encode("ascii") + after
+
+    def _reference(self) -> h11.Connection:
+        """h11, made on the first call on the fast path: told of the request we sent."""
+        if self._h11 is None:
+            self._h11 = self._new_h11()
+            _send_request(self._h11, self.request.path, self.request.headers.raw_items())
+        return self._h11
 
     def receive_data(self, data: bytes) -> Accepted | Redirect | None:
         """Feed bytes from the server; return the outcome once it is known, else None.
@@ -249,7 +357,12 @@ class ClientHandshake:
             SecurityError: the response head exceeds `MAX_RESPONSE_HEAD` bytes.
             InvalidMessage: the response isn't valid HTTP/1.1.
         """
-        self._h11.receive_data(data)
+        if self._h11 is None:
+            head = _parse_switching_head(data)
+            if head is not None:
+                reason, fields, end = head
+                return self._validate(Response(101, reason, Headers(fields)), data[end:])
+        self._reference().receive_data(data)
         return self._process()
 
     def receive_eof(self) -> Accepted | Redirect | None:
@@ -262,7 +375,7 @@ class ClientHandshake:
         if self._rejection is not None:
             raise InvalidStatus(self._rejected_response(truncated=False))
         self._eof_received = True
-        self._h11.receive_data(b"")
+        self._reference().receive_data(b"")
         return self._process()
 
     def _rejected_response(self, *, truncated: bool) -> Response:
@@ -276,9 +389,10 @@ class ClientHandshake:
         )
 
     def _process(self) -> Accepted | Redirect | None:
+        h11_connection = self._reference()
         while True:
             try:
-                event = self._h11.next_event()
+                event = h11_connection.next_event()
             except h11.RemoteProtocolError as exc:
                 if exc.error_status_hint == 431:
                     raise SecurityError(
@@ -358,32 +472,37 @@ class ClientHandshake:
         response = Response(
             101, event.reason.decode("latin-1"), decode_headers(event.headers.raw_items())
         )
-        trailing_data, _ = self._h11.trailing_data
+        trailing_data, _ = self._reference().trailing_data
         return self._validate(response, bytes(trailing_data))
 
     def _validate(self, response: Response, trailing_data: bytes) -> Accepted:
-        headers = response.headers
+        # Every field's values by lower-case name, in one pass over them.
+        fields: dict[str, list[str]] = {}
+        for name, value in response.headers.raw_items():
+            fields.setdefault(name.lower(), []).append(value)
 
         # RFC 6455 §4.1, server response validation, items 2 to 6.
-        upgrade = headers.get("Upgrade")
+        upgrade = fields.get("upgrade")
         if upgrade is None:
             raise InvalidUpgrade("Upgrade")
-        if [token.lower() for token in _split_tokens(upgrade)] != ["websocket"]:
-            raise InvalidUpgrade("Upgrade", upgrade)
-        connection = headers.get("Connection")
+        upgrade_value = ", ".join(upgrade)
+        if [token.lower() for token in _split_tokens(upgrade_value)] != ["websocket"]:
+            raise InvalidUpgrade("Upgrade", upgrade_value)
+        connection = fields.get("connection")
         if connection is None:
             raise InvalidUpgrade("Connection")
-        if "upgrade" not in (token.lower() for token in _split_tokens(connection)):
-            raise InvalidUpgrade("Connection", connection)
+        connection_value = ", ".join(connection)
+        if "upgrade" not in (token.lower() for token in _split_tokens(connection_value)):
+            raise InvalidUpgrade("Connection", connection_value)
 
-        accept_values = headers.get_all("Sec-WebSocket-Accept")
-        if not accept_values:
+        accept_values = fields.get("sec-websocket-accept")
+        if accept_values is None:
             raise InvalidHeader("Sec-WebSocket-Accept")
         if len(accept_values) > 1 or accept_values[0].strip() != accept_key(self.key):
             raise InvalidHeader("Sec-WebSocket-Accept", ", ".join(accept_values))
 
-        extensions = self._negotiate_extensions(headers.get_all("Sec-WebSocket-Extensions"))
-        subprotocol = self._negotiate_subprotocol(headers.get_all("Sec-WebSocket-Protocol"))
+        extensions = self._negotiate_extensions(fields.get("sec-websocket-extensions", []))
+        subprotocol = self._negotiate_subprotocol(fields.get("sec-websocket-protocol", []))
         return Accepted(response, subprotocol, extensions, trailing_data)
 
     def _negotiate_extensions(self, values: list[str]) -> list[Extension]:
