@@ -196,11 +196,11 @@ class _WebSocketContext:
         assert connection is not None  # entered
         self._connection = None
         self._task_group = None
-        cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
+        cancelled = exc is not None and isinstance(exc, anyio.get_cancelled_exc_class())
         # The close path is shielded from the cancellation that may be ending the block,
         # and bounded by close_timeout instead.
         close_timeout = self._options.limits.close_timeout
-        deadline = math.inf if close_timeout is None else anyio.current_time() + close_timeout
+        deadline = math.inf if close_timeout is None else connection._now() + close_timeout
         with anyio.CancelScope(shield=True, deadline=deadline):
             if exc is None:
                 await connection._close_on_exit(1000, wait=True)

@@ -390,7 +390,7 @@ class ClientConnection:
         self._receiving = False
         self._streamed: MessageStream[Any] | None = None  # streams the message at the queue's head
         self._awaiting_whole = True  # what the receiver waits for: a whole message, or a part
-        self._new_event = event_class()
+        self._new_event = _AsyncioEvent if isinstance(stream, AsyncioStream) else event_class()
         # Each event is made when somebody waits on it; None while nobody does.
         self._message_arrived: Event | None = None
         self._queue_space: Event | None = None
