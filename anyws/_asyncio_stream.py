@@ -30,7 +30,7 @@ import anyio
 import anyio.abc
 from anyio.abc import SocketAttribute
 
-_READ_BUFFER_SIZE = 2**18  # as much as asyncio's own transports read at a time
+READ_SIZE = 2**18  # as much as asyncio's own transports read at a time
 
 
 class _ReadBuffer(threading.local):
@@ -39,7 +39,7 @@ class _ReadBuffer(threading.local):
     # connection. asyncio's plain `Protocol` allocates 256 KiB for every read and shrinks
     # it to the size read, which costs the allocator far more than the copy.
     def __init__(self) -> None:
-        self.view = memoryview(bytearray(_READ_BUFFER_SIZE))
+        self.view = memoryview(bytearray(READ_SIZE))
 
 
 _read_buffer = _ReadBuffer()

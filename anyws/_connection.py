@@ -55,7 +55,7 @@ import anyio.abc
 import sniffio
 from anyio.abc import SocketAttribute
 
-from ._asyncio_stream import AsyncioStream
+from ._asyncio_stream import READ_SIZE, AsyncioStream
 from ._exceptions import (
     ConcurrencyError,
     ConnectionClosedOK,
@@ -1122,7 +1122,6 @@ class ClientConnection:
         protocol = self._protocol
         if self._transport_closed.is_set():
             return
-        read_limit = self._limits.read_limit
         close_timeout = self._limits.close_timeout
         self._pumping = True
         try:
@@ -1132,7 +1131,10 @@ class ClientConnection:
                     break
                 if protocol.paused:
                     return  # until `_took_message` or `_start_closing`
-                data = direct.receive_nowait(read_limit)
+                # A read at a time, whole: it is in memory already (copied out of the
+                # shared read buffer), and given out in parts, each part would be copied
+                # again. `read_limit` is where the transport stops reading.
+                data = direct.receive_nowait(READ_SIZE)
                 if data is None:
                     return  # until the stream calls back
                 protocol.receive_data(data)
@@ -1148,7 +1150,7 @@ class ClientConnection:
             self._close_timer = self._close_timer or self._loop.call_later(
                 _timeout(close_timeout), self._end_reading, direct, _CloseTimeout()
             )
-            while direct.receive_nowait(read_limit) is not None:
+            while direct.receive_nowait(READ_SIZE) is not None:
                 pass
         except anyio.EndOfStream:
             self._end_reading(direct, self._write_error)
