@@ -90,7 +90,8 @@ class Options:
         max_size: largest incoming message in bytes, after decompression; None: no limit.
         max_queue: incoming messages buffered for the application before the reader stops
             parsing and reading (or a (high, low) pair of marks); None: no limit.
-        read_limit: bytes read from the transport at a time.
+        read_limit: incoming bytes waiting to be parsed before the transport stops
+            reading (on trio, also the most read from the socket at a time).
         write_limit: bytes queued for writing before `send` waits (or a (high, low) pair).
         logger: a `Logger`, `LoggerAdapter` or logger name; default "anyws.client".
         ssl: an `SSLContext` for `wss://` (default: verified against the system's trust).

@@ -7,10 +7,11 @@
 
 Starts a fast echo server (picows) and a permessage-deflate echo server (websockets) in
 processes of their own, then runs every (workload, client) pair in a fresh client process,
-interleaved (each repetition starting one client later), and prints markdown tables of the median client CPU time per operation (with
-its ratio to `websockets` on asyncio), the median throughput, the peak RSS, the cost of a
-round trip with K connections open at once, and the memory per idle connection
-(`--markdown PATH` also writes them to a file, `--chart PATH` draws the CPU ratios).
+interleaved (each repetition starting one client later), and prints markdown tables of the
+median client CPU time per operation (with its ratio to `websockets` on asyncio), the
+median throughput, the peak RSS, the cost of a round trip with K connections open at once,
+and the memory per idle connection (`--markdown PATH` also writes them to a file,
+`--chart PATH` draws the CPU ratios).
 """
 
 from __future__ import annotations
