@@ -10,13 +10,14 @@ setup, so the common case is served without it, with h11's results:
 - **The request** is h11's bytes for the same headers, made once per set of headers (the
   URI, the options) and reused with each connection's own `Sec-WebSocket-Key` put in
   (`_request_template`). h11 validates every set the first time it is used.
-- **A 101 response** is read by `_parse_switching_head` when its head is plain: the status
-  line and header lines in the forms h11 accepts, restricted to visible ASCII, with CRLF
-  line ends, no framing headers (`Content-Length`, `Transfer-Encoding`) and within
-  `MAX_RESPONSE_HEAD`. It gives what h11 would (`tests/test_handshake.py` compares the two
-  on generated responses, cut into reads anywhere). Anything else (another status, an
-  interim response, a rejection's body, an unusual byte, an early EOF) goes to h11, which
-  then reads everything received so far, as it would have from the start.
+- **A 101 response** is read by `_parse_switching_head` when its head is plain and came
+  in the first read: the status line and header lines in the forms h11 accepts,
+  restricted to visible ASCII, with CRLF line ends, no framing headers (`Content-Length`,
+  `Transfer-Encoding`) and fields within `MAX_RESPONSE_HEAD`. It gives what h11 would
+  (`tests/test_handshake_fast_path.py` compares the two on generated responses, cut into
+  reads anywhere). Anything else (another status, an interim response, a rejection's
+  body, an unusual byte, a head cut across reads, an early EOF) goes to h11, which then
+  reads everything received so far, as it would have from the start.
 """
 
 from __future__ import annotations
