@@ -207,7 +207,9 @@ def _send_request(connection: h11.Connection, path: str, headers: list[tuple[str
 @functools.lru_cache(maxsize=64)
 def _request_template(path: str, headers: tuple[tuple[str, str], ...]) -> tuple[bytes, bytes]:
     """h11's bytes for a request whose Sec-WebSocket-Key is `_KEY_PLACEHOLDER`, as the parts
-    before and after the key. Errors aren't cached: a bad set raises every time.
+    before and after the key. Errors aren't cached: a bad set raises every time. The cache
+    keeps the header values of the last 64 sets (credentials included) while the process
+    runs.
     """
     wire = _send_request(h11.Connection(h11.CLIENT), path, list(headers))
     # The first such line is ours: it comes fourth, after lines without a CR or LF.
@@ -222,9 +224,7 @@ def _parse_switching_head(buffer: bytes) -> tuple[str, list[tuple[str, str]], in
     to read it (not a 101, not plain, or not complete: h11 decides).
     """
     end = _HEAD_END.search(buffer)
-    if end is None:
-        return None
-    if end.start() == 0 or buffer[end.start() - 1 : end.end()] != b"\r\n\r\n":
+    if end is None or not buffer.endswith(b"\r\n\r\n", 0, end.end()):
         return None
     lines = buffer[: end.start() - 1].split(b"\r\n")
     status = _SWITCHING_STATUS_LINE.fullmatch(lines[0])

@@ -262,8 +262,13 @@ def test_a_plain_101_is_read_without_h11() -> None:
         b"HTTP/1.1 101 OK\r\n folded\r\n\r\n",
         b"HTTP/1.1 101 OK\r\nContent-Length: 0\r\n\r\n",
         b"HTTP/1.1 101 OK\r\nX: caf\xc3\xa9\r\n\r\n",
+        b"HTTP/1.1 101 caf\xe9\r\nUpgrade: websocket\r\n\r\n",  # obs-text in the reason
+        b"HTTP/1.1 101 O\x0bK\r\nUpgrade: websocket\r\n\r\n",  # h11 refuses VT there
+        b"HTTP/1.1 101 O\x00K\r\nUpgrade: websocket\r\n\r\n",
+        b"HTTP/1.1 101 OK\r\nX: a\x00b\r\n\r\n",
         b"HTTP/1.1 200 OK\r\n\r\n",
     ],
 )
 def test_unusual_heads_are_left_to_h11(head: bytes) -> None:
     assert _parse_switching_head(head) is None
+    feed_both(head, [], eof=True)  # and h11 decides, on both paths alike
