@@ -390,7 +390,9 @@ class ClientConnection:
         self._receiving = False
         self._streamed: MessageStream[Any] | None = None  # streams the message at the queue's head
         self._awaiting_whole = True  # what the receiver waits for: a whole message, or a part
-        self._new_event = _AsyncioEvent if isinstance(stream, AsyncioStream) else event_class()
+        # The asyncio transport as the writer (see the module's docstring), else None.
+        self._direct = stream if isinstance(stream, AsyncioStream) else None
+        self._new_event = _AsyncioEvent if self._direct is not None else event_class()
         # Each event is made when somebody waits on it; None while nobody does.
         self._message_arrived: Event | None = None
         self._queue_space: Event | None = None
@@ -402,8 +404,6 @@ class ClientConnection:
         self._initial_data = initial_data  # what followed the handshake response
         self._stream_closed = False
         self._write_error: BaseException | None = None
-        # The asyncio transport as the writer (see the module's docstring), else None.
-        self._direct = stream if isinstance(stream, AsyncioStream) else None
         self._write_batch_open = False  # a frame went out in this turn of the loop
         self._write_batch_end = False  # `_end_write_batch` is scheduled
         self._fragmented_send: Event | None = None  # set while a message is streamed out
