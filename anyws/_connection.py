@@ -26,6 +26,13 @@ reader task would cost a task switch per read and a task per connection. `_pump`
 the same steps as the reader task, stops where the task would wait, and is called again
 where the task would be woken; the event loop's timers keep the deadlines (the heartbeat's
 among them). Any other stream (trio, a stream passed by the caller) has the two tasks.
+
+On trio over a plain TCP or Unix socket (`TrioSocketStream`), the writer is idle most of
+the time, and waking it costs a task switch per message: the task that queues a frame
+while the writer is idle writes it to the socket itself (`_kick_writer`), and hands the
+writer only what the socket didn't take. As on asyncio, that happens once per batch: the
+frames queued after it, until the writer has run or data has arrived, go to the writer
+and leave in one write.
 """
 
 from __future__ import annotations
@@ -63,6 +70,7 @@ from ._exceptions import (
 )
 from ._options import Limits
 from ._protocol import ClientProtocol, PartialMessage, PongReceived, State
+from ._trio_stream import TrioSocketStream
 from ._types import Data, Request, Response
 
 FragmentT = TypeVar("FragmentT", bound=Data)
@@ -340,10 +348,12 @@ class ClientConnection:
         "_queue_space",
         "_reader_scope",
         "_receiving",
+        "_socket_stream",
         "_stream",
         "_stream_closed",
         "_streamed",
         "_transport_closed",
+        "_unsent",
         "_write_batch_end",
         "_write_batch_open",
         "_write_error",
@@ -398,9 +408,12 @@ class ClientConnection:
         self._queue_space: Event | None = None
         self._failure_committed: Event | None = None
         self._drained: Event | None = None
-        self._outbox_ready = self._new_event()
+        self._outbox_ready: Event | None = None  # the idle writer's; None while it runs
         self._transport_closed = self._new_event()
         self._in_flight = 0
+        # On trio's plain sockets, the task that queues a frame may write it (`_kick_writer`).
+        self._socket_stream = stream if isinstance(stream, TrioSocketStream) else None
+        self._unsent = b""  # what the socket didn't take of a direct write: the writer's
         self._initial_data = initial_data  # what followed the handshake response
         self._stream_closed = False
         self._write_error: BaseException | None = None
@@ -921,7 +934,9 @@ class ClientConnection:
         ):
             if event is not None:
                 event.set()
-        self._outbox_ready.set()
+        if self._outbox_ready is not None:
+            self._outbox_ready.set()
+            self._outbox_ready = None
         self._cancel_failure_timer()
         for timer in (self._close_timer, self._heartbeat_timer):
             if timer is not None:
@@ -940,11 +955,30 @@ class ClientConnection:
     def _kick_writer(self) -> None:
         """Get what the protocol queued written: on asyncio by the transport, at once or
         (if a write already went out in this turn of the event loop) at the end of the
-        turn; else by waking the writer.
+        turn; on a trio socket whose writer is idle, by this task if no frame went out
+        since the writer last ran or data last arrived; else by waking the writer.
         """
         direct = self._direct
         if direct is None:
-            self._outbox_ready.set()
+            ready = self._outbox_ready
+            if ready is None:
+                return  # the writer runs, and takes the frames before it waits again
+            socket_stream = self._socket_stream
+            if (
+                socket_stream is not None
+                and not self._write_batch_open
+                and self._write_error is None
+            ):
+                # The writer is idle, so everything before these frames is written.
+                self._write_batch_open = True
+                frames = self._protocol.data_to_send()
+                data = frames[0] if len(frames) == 1 else b"".join(frames)
+                sent = socket_stream.try_send(data)
+                if sent == len(data):
+                    return
+                self._unsent = data[sent:]
+            self._outbox_ready = None
+            ready.set()
         elif not self._write_batch_open:
             self._write_batch_open = True
             self._write_outbox(direct)
@@ -974,7 +1008,7 @@ class ClientConnection:
         direct = self._direct
         if direct is not None:
             return self._protocol.outbox_size + direct.write_buffer_size
-        return self._protocol.outbox_size + self._in_flight
+        return self._protocol.outbox_size + self._in_flight + len(self._unsent)
 
     async def _wait_writable(self) -> None:
         if self._protocol.state is not State.OPEN:
@@ -1087,6 +1121,7 @@ class ClientConnection:
                     await self._wait_queue_space()
                 elif protocol.wants_data:
                     protocol.receive_data(await self._stream.receive(read_limit))
+                    self._write_batch_open = False
             # The server closes TCP first (RFC 6455 §7.1.1); give it close_timeout,
             # reading and dropping anything. The scope's deadline ends the wait (no more
             # heartbeat: the connection is closing).
@@ -1243,13 +1278,17 @@ class ClientConnection:
         protocol = self._protocol
         while True:
             frames = protocol.data_to_send()
+            if self._unsent:
+                frames.insert(0, self._unsent)
+                self._unsent = b""
             if not frames:
+                self._write_batch_open = False
                 if self._drained is not None:
                     self._drained.set()
                 if self._transport_closed.is_set():
                     return  # nothing left to write, ever
-                self._outbox_ready = self._new_event()
-                await self._outbox_ready.wait()
+                ready = self._outbox_ready = self._new_event()
+                await ready.wait()
                 continue
             if self._write_error is not None:
                 continue

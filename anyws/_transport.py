@@ -173,7 +173,8 @@ async def open_transport(
     elif proxy is None:
         family = _address_family(uri.host)
         if family is None or options.local_host is not None:
-            return await _connect_tcp(uri.host, uri.port, context, hostname, options)
+            stream = await _connect_tcp(uri.host, uri.port, context, hostname, options)
+            return stream if context is not None else _lean(stream)
         # One address: nothing to race. anyio's happy eyeballs would still open a task
         # group and a task for it, which costs as much as the connect itself on trio.
         stream = await _connect_address(family, uri.host, uri.port)
@@ -182,7 +183,7 @@ async def open_transport(
     else:
         stream = await _open_tunnel(proxy, uri, options)
     if context is None:
-        return stream
+        return _lean(stream)
     try:
         return await TLSStream.wrap(
             stream, hostname=hostname, ssl_context=context, standard_compatible=False
@@ -190,6 +191,17 @@ async def open_transport(
     except BaseException:
         await anyio.aclose_forcefully(stream)
         raise
+
+
+def _lean(stream: anyio.abc.ByteStream) -> anyio.abc.ByteStream:
+    """On trio, a socket stream whose bytes are the socket's own, read and written through
+    the socket itself (see `_trio_stream`).
+    """
+    if isinstance(stream, anyio.abc.SocketStream) and sniffio.current_async_library() == "trio":
+        from ._trio_stream import TrioSocketStream
+
+        return TrioSocketStream(stream)
+    return stream
 
 
 def _race_delay(options: Options) -> float:

@@ -49,9 +49,14 @@ async def websockets_server(
     *,
     ssl_context: ssl.SSLContext | None = None,
     unix_path: str | None = None,
+    receive_buffer: int | None = None,
     **options: Any,
 ) -> AsyncIterator[str]:
-    """Run `websockets.sync.server` in a thread; yield its URI. Backend-independent."""
+    """Run `websockets.sync.server` in a thread; yield its URI. Backend-independent.
+
+    `receive_buffer` sets SO_RCVBUF on the server's sockets: a small one makes the
+    client's socket take only part of a big write.
+    """
     from websockets.sync.server import serve, unix_serve
 
     def echo(ws: Any) -> None:
@@ -60,6 +65,12 @@ async def websockets_server(
 
     if unix_path is not None:
         server = unix_serve(handler or echo, unix_path, **options)
+    elif receive_buffer is not None:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)  # before listen
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        server = serve(handler or echo, sock=sock, ssl=ssl_context, **options)
     else:
         server = serve(handler or echo, "127.0.0.1", 0, ssl=ssl_context, **options)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -3,24 +3,29 @@ connection in one of several ways while the client reads, pauses, cancels its re
 every point and pings. Whatever the interleaving, every message sent before the end is
 delivered once, in order; the queue never holds more than `max_queue`; the end is reported
 as the server made it. Each example runs on both backends over an in-memory transport.
+
+Generated sends, over real sockets: frames reach the server in the order they were sent,
+whichever task wrote them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import socket
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from anyws import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
+from anyws import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK, connect
 from anyws.testing import ServerConnection
 
-from .conftest import memory_websocket
+from .conftest import memory_websocket, websockets_server
 
 Op = Literal[
     "recv",
@@ -185,3 +190,52 @@ def test_regression_failed_write_loses_nothing_received(backend: str) -> None:
     # Shrunk by hypothesis: the ping's write fails (the server is gone) while the second
     # message still waits, unparsed, behind a full queue; it must still be delivered.
     anyio.run(run_scenario, Scenario(["", ""], "drop", ["ping"], 1), backend=backend)
+
+
+# -- outgoing: frames written by the sending task and by the writer keep their order ------
+
+SendOp = Literal["send", "send_big", "yield", "recv"]
+
+
+async def run_sends(ops: list[SendOp]) -> None:
+    """Send over real loopback sockets to the `websockets` echo server, receiving the
+    echoes at generated points: their order is the order the frames reached the server.
+
+    On trio, a frame goes out from the sending task when the writer is idle, else through
+    the writer; a big one only partly fits the small socket buffers and the writer
+    finishes it. Incoming echoes, yields and waits for room interleave the two.
+    """
+    async with (
+        websockets_server(receive_buffer=4096, max_size=None) as uri,
+        connect(uri, max_queue=None, max_size=None, compression=None) as ws,
+    ):
+        # Small socket buffers on both sides: a big frame only partly fits.
+        sock = ws._stream.extra(anyio.abc.SocketAttribute.raw_socket)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        sent: list[str] = []
+        echoed: list[str] = []
+        for index, op in enumerate(ops):
+            if op == "send" or op == "send_big":
+                message = f"{index:04d}" * (1 if op == "send" else 2**14)  # 64 KiB
+                await ws.send(message)
+                sent.append(message)
+            elif op == "yield":
+                await anyio.lowlevel.checkpoint()
+            elif len(echoed) < len(sent):
+                echoed.append(str(await ws.recv()))
+        while len(echoed) < len(sent):
+            echoed.append(str(await ws.recv()))
+        assert [message[:4] for message in echoed] == [message[:4] for message in sent]
+        assert echoed == sent
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    ops=st.lists(
+        st.sampled_from(["send", "send", "send", "send_big", "yield", "recv", "recv"]),
+        max_size=40,
+    )
+)
+def test_frames_reach_the_server_in_the_order_sent(backend: str, ops: list[SendOp]) -> None:
+    anyio.run(run_sends, ops, backend=backend)

@@ -1,0 +1,192 @@
+"""The trio socket stream, over real loopback sockets, and where the connection uses it.
+These tests are about the trio backend only (on asyncio, `AsyncioStream` is the stream)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import struct
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import anyio.abc
+import pytest
+import trio.testing
+from anyio.abc import SocketAttribute
+
+import anyws
+from anyws._trio_stream import TrioSocketStream
+from anyws.testing import serve
+
+from .conftest import websockets_server
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "trio"
+
+
+@asynccontextmanager
+async def connected() -> AsyncIterator[tuple[TrioSocketStream, anyio.abc.SocketStream]]:
+    """Our stream on a client socket, and the server's end of the connection."""
+    async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
+        port = listener.extra(SocketAttribute.local_port)
+        client = TrioSocketStream(await anyio.connect_tcp("127.0.0.1", port))
+        inner = listener.listeners[0]
+        assert isinstance(inner, anyio.abc.SocketListener)
+        server = await inner.accept()
+        async with client, server:
+            yield client, server
+
+
+async def test_receive_returns_what_arrived_and_end_of_stream_at_eof() -> None:
+    async with connected() as (client, server):
+        await server.send(b"hello")
+        assert await client.receive() == b"hello"
+        await server.send(b"0123456789")
+        assert await client.receive(4) == b"0123"  # at most max_bytes
+        assert await client.receive() == b"456789"
+        await server.send_eof()
+        with pytest.raises(anyio.EndOfStream):
+            await client.receive()
+
+
+async def test_a_receive_that_waits_reads_once_data_arrives() -> None:
+    async with connected() as (client, server), anyio.create_task_group() as tg:
+        received: list[bytes] = []
+
+        async def receive() -> None:
+            received.append(await client.receive())
+
+        tg.start_soon(receive)
+        await trio.testing.wait_all_tasks_blocked()
+        assert received == []
+        await server.send(b"late")
+    assert received == [b"late"]
+
+
+async def test_a_receive_cancelled_while_waiting_reads_nothing() -> None:
+    async with connected() as (client, server):
+        with anyio.move_on_after(0):
+            await client.receive()
+        await server.send(b"kept")
+        assert await client.receive() == b"kept"
+
+
+async def test_receive_after_and_during_aclose_raises_closed_resource_error() -> None:
+    async with connected() as (client, _server):
+        raised: list[BaseException] = []
+
+        async def receive() -> None:
+            try:
+                await client.receive()
+            except anyio.ClosedResourceError as exc:
+                raised.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(receive)
+            await trio.testing.wait_all_tasks_blocked()
+            await client.aclose()
+        assert len(raised) == 1
+        with pytest.raises(anyio.ClosedResourceError):
+            await client.receive()
+
+
+async def test_a_reset_connection_is_broken_resource_error_caused_by_the_os_error() -> None:
+    async with connected() as (client, server):
+        raw = server.extra(SocketAttribute.raw_socket)
+        # SO_LINGER with a zero timeout: closing sends RST instead of FIN.
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await server.aclose()
+        with pytest.raises(anyio.BrokenResourceError) as caught:
+            await client.receive()
+        assert isinstance(caught.value.__cause__, ConnectionResetError)
+
+
+async def test_try_send_writes_what_the_socket_takes_and_never_raises() -> None:
+    async with connected() as (client, server):
+        assert client.try_send(b"now") == 3
+        assert await server.receive() == b"now"
+        # The server doesn't read: the socket buffers fill, and a write takes only part,
+        # then nothing; `send` would wait.
+        chunk = b"x" * 2**20
+        sent = [client.try_send(chunk) for _ in range(64)]
+        assert sent[0] > 0
+        assert sent[-1] == 0
+        assert any(0 < n < len(chunk) for n in sent)
+        await client.aclose()
+        assert client.try_send(b"closed") == 0  # EBADF, left to `send` to report
+
+
+async def test_try_send_on_a_broken_connection_writes_nothing() -> None:
+    async with connected() as (client, server):
+        raw = server.extra(SocketAttribute.raw_socket)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await server.aclose()
+        with pytest.raises(anyio.BrokenResourceError):
+            await client.receive()  # the RST has arrived
+        assert client.try_send(b"lost") == 0
+        with pytest.raises(anyio.BrokenResourceError):
+            await client.send(b"lost")
+
+
+async def test_send_send_eof_and_extra_attributes_are_the_sockets() -> None:
+    async with connected() as (client, server):
+        await client.send(b"all of it")
+        await client.send_eof()
+        received = b""
+        while len(received) < len(b"all of it"):
+            received += await server.receive()
+        assert received == b"all of it"
+        with pytest.raises(anyio.EndOfStream):
+            await server.receive()
+        assert client.extra(SocketAttribute.remote_address) == server.extra(
+            SocketAttribute.local_address
+        )
+        assert client.extra(SocketAttribute.raw_socket) is client._socket
+
+
+async def test_plain_tcp_and_unix_connections_use_it_and_tls_does_not(
+    server_ssl_context: ssl.SSLContext, client_ssl_context: ssl.SSLContext
+) -> None:
+    async with serve() as server, anyws.connect(server.uri) as ws:
+        assert isinstance(ws._stream, TrioSocketStream)
+        await ws.send("over TCP")
+        assert await ws.recv() == "over TCP"
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "ws.sock")
+        async with websockets_server(unix_path=path), anyws.unix_connect(path) as ws:
+            assert isinstance(ws._stream, TrioSocketStream)
+            await ws.send("over unix")
+            assert await ws.recv() == "over unix"
+    async with (
+        websockets_server(ssl_context=server_ssl_context) as uri,
+        anyws.connect(uri, ssl=client_ssl_context) as ws,
+    ):
+        assert not isinstance(ws._stream, TrioSocketStream)  # the socket holds TLS records
+        await ws.send("over TLS")
+        assert await ws.recv() == "over TLS"
+
+
+async def test_what_the_socket_didnt_take_of_a_direct_write_goes_out_first() -> None:
+    async with (
+        websockets_server(receive_buffer=4096, max_size=None) as uri,
+        anyws.connect(uri, compression=None, max_size=None, write_limit=2**23) as ws,
+    ):
+        ws._stream.extra(SocketAttribute.raw_socket).setsockopt(
+            socket.SOL_SOCKET, socket.SO_SNDBUF, 4096
+        )
+        await trio.testing.wait_all_tasks_blocked()  # the writer waits: it is idle
+        big = "B" * 2**22
+        await ws.send(big)  # written by this task, as far as the socket takes it
+        assert ws._unsent  # the rest is the writer's, which is woken
+        # Data arriving reopens the batch (`_read`); a frame queued before the writer
+        # ran must go after the rest of B.
+        ws._write_batch_open = False
+        await ws.send("C")
+        assert [await ws.recv() for _ in range(2)] == [big, "C"]
