@@ -77,13 +77,17 @@ class TrioSocketStream(anyio.abc.ByteStream):
             return 0
 
     async def send(self, item: bytes) -> None:
-        """Write all of `item`, waiting while the socket's buffer is full.
+        """Write all of `item`, waiting while the socket's buffer is full. What the socket
+        takes at once is written without yielding (the writer yields when it waits for
+        more frames, and the handshake's request is followed by a receive).
 
         Raises:
             BrokenResourceError: the connection broke.
             ClosedResourceError: the stream was closed.
         """
-        await self._stream.send(item)
+        sent = self.try_send(item)
+        if sent < len(item):
+            await self._stream.send(memoryview(item)[sent:])
 
     async def send_eof(self) -> None:
         """Shut down the writing side of the socket."""
