@@ -87,7 +87,7 @@ class TrioSocketStream(anyio.abc.ByteStream):
         """
         sent = self.try_send(item)
         if sent < len(item):
-            await self._stream.send(memoryview(item)[sent:])
+            await self._stream.send(item[sent:])
 
     async def send_eof(self) -> None:
         """Shut down the writing side of the socket."""
