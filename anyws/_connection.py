@@ -25,14 +25,16 @@ reader back when data arrives (`_pump`), which parses it at once and wakes the r
 reader task would cost a task switch per read and a task per connection. `_pump` takes
 the same steps as the reader task, stops where the task would wait, and is called again
 where the task would be woken; the event loop's timers keep the deadlines (the heartbeat's
-among them). Any other stream (trio, a stream passed by the caller) has the two tasks.
+among them). Any other stream (trio, a stream passed by the caller) has the two tasks
+(see below for the writer over a trio socket).
 
 On trio over a plain TCP or Unix socket (`TrioSocketStream`), the writer is idle most of
 the time, and waking it costs a task switch per message: the task that queues a frame
 while the writer is idle writes it to the socket itself (`_kick_writer`), and hands the
 writer only what the socket didn't take. As on asyncio, that happens once per batch: the
 frames queued after it, until the writer has run or data has arrived, go to the writer
-and leave in one write.
+and leave in one write. The writer task starts the first time a frame needs it; a
+connection whose frames the socket always took never has one.
 """
 
 from __future__ import annotations
@@ -352,11 +354,13 @@ class ClientConnection:
         "_stream",
         "_stream_closed",
         "_streamed",
+        "_task_group",
         "_transport_closed",
         "_unsent",
         "_write_batch_end",
         "_write_batch_open",
         "_write_error",
+        "_writer_started",
         "latency",
         "local_address",
         "logger",
@@ -414,6 +418,9 @@ class ClientConnection:
         # On trio's plain sockets, the task that queues a frame may write it (`_kick_writer`).
         self._socket_stream = stream if isinstance(stream, TrioSocketStream) else None
         self._unsent = b""  # what the socket didn't take of a direct write: the writer's
+        # There, the writer starts when a frame first needs it; the tasks' group.
+        self._writer_started = False
+        self._task_group: TaskSpawner | None = None
         self._initial_data = initial_data  # what followed the handshake response
         self._stream_closed = False
         self._write_error: BaseException | None = None
@@ -955,13 +962,14 @@ class ClientConnection:
     def _kick_writer(self) -> None:
         """Get what the protocol queued written: on asyncio by the transport, at once or
         (if a write already went out in this turn of the event loop) at the end of the
-        turn; on a trio socket whose writer is idle, by this task if no frame went out
-        since the writer last ran or data last arrived; else by waking the writer.
+        turn; on a trio socket whose writer is idle or not started, by this task if no
+        frame went out since the writer last ran or data last arrived; else by waking (or
+        starting) the writer.
         """
         direct = self._direct
         if direct is None:
             ready = self._outbox_ready
-            if ready is None:
+            if ready is None and self._writer_started:
                 return  # the writer runs, and takes the frames before it waits again
             socket_stream = self._socket_stream
             if (
@@ -977,8 +985,11 @@ class ClientConnection:
                 if sent == len(data):
                     return
                 self._unsent = data[sent:]
-            self._outbox_ready = None
-            ready.set()
+            if ready is not None:
+                self._outbox_ready = None
+                ready.set()
+            elif not self._transport_closed.is_set():  # else no writer could write them
+                self._start_writer()
         elif not self._write_batch_open:
             self._write_batch_open = True
             self._write_outbox(direct)
@@ -1068,8 +1079,17 @@ class ClientConnection:
             self._pump(direct)
             return
         assert task_group is not None  # tasks need one
+        self._task_group = task_group
         task_group.start_soon(self._read_loop, name="anyws reader")
-        task_group.start_soon(self._write_loop, name="anyws writer")
+        if self._socket_stream is None:
+            self._start_writer()
+        # Else the task that queues a frame writes it, and the writer starts only when
+        # a frame has to wait for it (`_kick_writer`): many connections never need it.
+
+    def _start_writer(self) -> None:
+        assert self._task_group is not None  # started by `_start_tasks`
+        self._writer_started = True
+        self._task_group.start_soon(self._write_loop, name="anyws writer")
 
     async def _read_loop(self) -> None:
         """Read from the transport, feeding the protocol, until it ends; keep the

@@ -190,3 +190,28 @@ async def test_what_the_socket_didnt_take_of_a_direct_write_goes_out_first() -> 
         ws._write_batch_open = False
         await ws.send("C")
         assert [await ws.recv() for _ in range(2)] == [big, "C"]
+
+
+def task_names() -> list[str]:
+    """The names of every task in this trio run."""
+    names: list[str] = []
+    pending = [trio.lowlevel.current_root_task()]
+    while pending:
+        task = pending.pop()
+        names.append(task.name)
+        for nursery in task.child_nurseries:
+            pending.extend(nursery.child_tasks)
+    return names
+
+
+async def test_the_writer_task_starts_only_when_a_frame_must_wait_for_it() -> None:
+    async with serve() as server, anyws.connect(server.uri) as ws:
+        for message in ["one", "two"]:
+            await ws.send(message)  # the socket takes it: this task wrote it
+            assert await ws.recv() == message
+        assert "anyws reader" in task_names()
+        assert "anyws writer" not in task_names()
+        await ws.send("three")
+        await ws.send("four")  # the second frame before any data arrived: the writer's
+        assert "anyws writer" in task_names()
+        assert [await ws.recv() for _ in range(2)] == ["three", "four"]
