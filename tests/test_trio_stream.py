@@ -195,7 +195,9 @@ async def test_what_the_socket_didnt_take_of_a_direct_write_goes_out_first() -> 
 def task_names() -> list[str]:
     """The names of every task in this trio run."""
     names: list[str] = []
-    pending = [trio.lowlevel.current_root_task()]
+    root = trio.lowlevel.current_root_task()
+    assert root is not None  # inside trio.run
+    pending = [root]
     while pending:
         task = pending.pop()
         names.append(task.name)
