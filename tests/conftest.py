@@ -63,16 +63,30 @@ async def websockets_server(
         for message in ws:
             ws.send(message)
 
+    # Each connection is handled in a thread of its own, which closes the socket after
+    # the handler returns: the exit waits for those threads, so that no socket of this
+    # server outlives the block (a later test counts the process's open sockets).
+    handlers: list[tuple[threading.Thread, Any]] = []
+
+    def handle(ws: Any) -> None:
+        handlers.append((threading.current_thread(), ws))
+        (handler or echo)(ws)
+
+    def join_handlers() -> None:
+        for handler_thread, ws in handlers:
+            ws.close()  # at once if the client closed already
+            handler_thread.join(timeout=10)
+
     if unix_path is not None:
-        server = unix_serve(handler or echo, unix_path, **options)
+        server = unix_serve(handle, unix_path, **options)
     elif receive_buffer is not None:
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)  # before listen
         sock.bind(("127.0.0.1", 0))
         sock.listen()
-        server = serve(handler or echo, sock=sock, ssl=ssl_context, **options)
+        server = serve(handle, sock=sock, ssl=ssl_context, **options)
     else:
-        server = serve(handler or echo, "127.0.0.1", 0, ssl=ssl_context, **options)
+        server = serve(handle, "127.0.0.1", 0, ssl=ssl_context, **options)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -84,6 +98,7 @@ async def websockets_server(
     finally:
         await anyio.to_thread.run_sync(server.shutdown)
         await anyio.to_thread.run_sync(thread.join)
+        await anyio.to_thread.run_sync(join_handlers)
 
 
 @pytest.fixture
