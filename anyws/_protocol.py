@@ -267,6 +267,12 @@ class ClientProtocol(Generic[W]):
             self._deflate.max_size = max_size  # enforced while inflating
 
         self.phase = Phase.OPEN
+        # Derived from the phase when it changes (`_enter`): the driver asks several
+        # times per message.
+        self.state = State.OPEN
+        """OPEN, CLOSING or CLOSED (see `State`)."""
+        self.failure_pending = False
+        """True while the server broke the protocol but our close frame waits (rule 2)."""
         self._partial: PartialMessage | None = None  # the message whose frames arrive
         self._size = 0
         self._discarding = False  # data frames are dropped unread (rule 3)
@@ -306,11 +312,8 @@ class ClientProtocol(Generic[W]):
         if phase not in TRANSITIONS[self.phase]:
             raise RuntimeError(f"anyws bug: no transition from {self.phase} to {phase}")
         self.phase = phase
-
-    @property
-    def state(self) -> State:
-        """OPEN, CLOSING or CLOSED (see `State`)."""
-        return _PUBLIC_STATE[self.phase]
+        self.state = _PUBLIC_STATE[phase]
+        self.failure_pending = phase is Phase.FAILING
 
     @property
     def reading_done(self) -> bool:
@@ -319,11 +322,6 @@ class ClientProtocol(Generic[W]):
         the server to close TCP (RFC 6455 §7.1.1).
         """
         return not self._parsing
-
-    @property
-    def failure_pending(self) -> bool:
-        """True while the server broke the protocol but our close frame waits (rule 2)."""
-        return self.phase is Phase.FAILING
 
     def close_exc(self) -> ConnectionClosed:
         """Return the exception that describes how the connection closed (so far).
