@@ -65,7 +65,7 @@ async def websockets_server(
 
     # Each connection is handled in a thread of its own, which closes the socket after
     # the handler returns: the exit waits for those threads, so that no socket of this
-    # server outlives the block (a later test counts the process's open sockets).
+    # server outlives the block (the chaos suite checks that no socket outlives a test).
     handlers: list[tuple[threading.Thread, Any]] = []
 
     def handle(ws: Any) -> None:
