@@ -412,13 +412,14 @@ class ClientConnection:
         self._queue_space: Event | None = None
         self._failure_committed: Event | None = None
         self._drained: Event | None = None
-        self._outbox_ready: Event | None = None  # the idle writer's; None while it runs
+        # The event the idle writer waits on; None while it runs (or isn't started yet).
+        self._outbox_ready: Event | None = None
         self._transport_closed = self._new_event()
         self._in_flight = 0
         # On trio's plain sockets, the task that queues a frame may write it (`_kick_writer`).
         self._socket_stream = stream if isinstance(stream, TrioSocketStream) else None
         self._unsent = b""  # what the socket didn't take of a direct write: the writer's
-        # There, the writer starts when a frame first needs it; the tasks' group.
+        # There, the writer starts when a frame first needs it, in the tasks' group.
         self._writer_started = False
         self._task_group: TaskSpawner | None = None
         self._initial_data = initial_data  # what followed the handshake response
