@@ -537,6 +537,265 @@ def picows_client(backend: str) -> dict[str, Workload]:
     return {"w1": w1, "w2": w2, "w3": w3, "w4": w4}
 
 
+# -- the floors: no WebSocket library at all ----------------------------------------------
+
+
+def floor_client(backend: str) -> dict[str, Workload]:
+    """The least any pure-Python client on this event loop can do for W1-W4, with the API
+    every client here offers (a coroutine that returns the next message): write a masked
+    frame, wait in a future (asyncio) or on the socket (trio) until the echo's bytes are
+    all there, slice the payload out. No validation of anything, no reader task, no
+    protocol state: a lower bound for the clients' CPU, not a client.
+    """
+    from urllib.parse import urlsplit
+
+    from anyws._frames import client_frame  # the C masking, as fast as masking gets here
+
+    upgrade = (
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+
+    def echo_size(payload: bytes) -> int:
+        # The server's frame: unmasked, so only a 2-, 4- or 10-byte header.
+        length = len(payload)
+        return length + (2 if length < 126 else 4 if length < 65536 else 10)
+
+    def close_frame() -> bytes:
+        return client_frame(0x8, (1000).to_bytes(2, "big"))
+
+    def address(uri: str) -> tuple[str, int]:
+        parts = urlsplit(uri)
+        assert parts.hostname is not None
+        assert parts.port is not None
+        return parts.hostname, parts.port
+
+    if backend == "trio":
+        return _floor_trio(upgrade, echo_size, close_frame, address)
+    return _floor_asyncio(upgrade, echo_size, close_frame, address)
+
+
+class Received:
+    """Bytes received and not taken yet: a list of reads, joined when taken."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    def add(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.size += len(data)
+
+    def take(self, size: int) -> bytes:
+        data = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+        rest = data[size:]
+        self.chunks = [rest] if rest else []
+        self.size = len(rest)
+        return data[:size]
+
+    def skip_head(self) -> bool:
+        """Drop the HTTP response's head if it is all here; say whether it was."""
+        data = b"".join(self.chunks)
+        _head, found, rest = data.partition(b"\r\n\r\n")
+        if not found:
+            return False
+        self.chunks, self.size = [rest] if rest else [], len(rest)
+        return True
+
+
+def _floor_asyncio(
+    upgrade: bytes,
+    echo_size: Callable[[bytes], int],
+    close_frame: Callable[[], bytes],
+    address: Callable[[str], tuple[str, int]],
+) -> dict[str, Workload]:
+    from anyws._frames import client_frame
+
+    class Floor(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.received = Received()
+            self.wanted = 0  # bytes the waiter waits for
+            self.waiter: asyncio.Future[None] | None = None
+            self.lost = asyncio.get_running_loop().create_future()
+
+        def data_received(self, data: bytes) -> None:
+            self.received.add(data)
+            if self.waiter is not None and self.received.size >= self.wanted:
+                self.waiter.set_result(None)
+                self.waiter = None
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.lost.set_result(None)
+
+        async def take(self, size: int) -> bytes:
+            if self.received.size < size:
+                self.wanted = size
+                self.waiter = asyncio.get_running_loop().create_future()
+                await self.waiter
+            return self.received.take(size)
+
+        async def head(self) -> None:
+            while not self.received.skip_head():
+                self.wanted = self.received.size + 1
+                self.waiter = asyncio.get_running_loop().create_future()
+                await self.waiter
+
+    async def connect(uri: str) -> tuple[asyncio.Transport, Floor]:
+        host, port = address(uri)
+        transport, floor = await asyncio.get_running_loop().create_connection(Floor, host, port)
+        transport.write(upgrade)
+        await floor.head()
+        return transport, floor
+
+    async def request_response(uri: str, n: int, message: bytes) -> tuple[float, float]:
+        transport, floor = await connect(uri)
+        size, header = echo_size(message), echo_size(message) - len(message)
+        timer = Timer()
+        for _ in range(n):
+            transport.write(client_frame(0x2, message))
+            payload = (await floor.take(size))[header:]  # noqa: F841 (what a client returns)
+        result = timer.stop()
+        transport.close()
+        return result
+
+    async def w1(uri: str, n: int) -> tuple[float, float]:
+        return await request_response(uri, n, SMALL)
+
+    async def w2(uri: str, n: int) -> tuple[float, float]:
+        transport, floor = await connect(uri)
+        size = echo_size(SMALL)
+        timer = Timer()
+
+        async def sender() -> None:
+            for index in range(n):
+                transport.write(client_frame(0x2, SMALL))
+                if index % 64 == 0:
+                    await asyncio.sleep(0)  # let the loop write and read
+
+        task = asyncio.ensure_future(sender())
+        for _ in range(n):
+            await floor.take(size)
+        await task
+        result = timer.stop()
+        transport.close()
+        return result
+
+    async def w3(uri: str, n: int) -> tuple[float, float]:
+        return await request_response(uri, n, LARGE)
+
+    async def w4(uri: str, n: int) -> tuple[float, float]:
+        timer = Timer()
+        for _ in range(n):
+            transport, floor = await connect(uri)
+            transport.write(close_frame())
+            await floor.take(4)  # the server's close frame: code 1000, no reason
+            await floor.lost  # the server closes TCP first (RFC 6455 §7.1.1)
+        return timer.stop()
+
+    return {"w1": w1, "w2": w2, "w3": w3, "w4": w4}
+
+
+def _floor_trio(
+    upgrade: bytes,
+    echo_size: Callable[[bytes], int],
+    close_frame: Callable[[], bytes],
+    address: Callable[[str], tuple[str, int]],
+) -> dict[str, Workload]:
+    import socket
+
+    import trio
+
+    from anyws._frames import client_frame
+
+    class Floor:
+        def __init__(self, sock: socket.socket) -> None:
+            self.sock = sock
+            self.received = Received()
+
+        async def send(self, data: bytes) -> None:
+            view = memoryview(data)
+            while view:
+                try:
+                    view = view[self.sock.send(view) :]
+                except BlockingIOError:
+                    await trio.lowlevel.wait_writable(self.sock)
+
+        async def receive(self) -> bytes:
+            await trio.lowlevel.wait_readable(self.sock)
+            return self.sock.recv(2**16)
+
+        async def take(self, size: int) -> bytes:
+            while self.received.size < size:
+                self.received.add(await self.receive())
+            return self.received.take(size)
+
+        async def head(self) -> None:
+            while not self.received.skip_head():
+                self.received.add(await self.receive())
+
+    async def connect(uri: str) -> Floor:
+        sock = socket.socket()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as asyncio does
+        sock.setblocking(False)
+        try:
+            sock.connect(address(uri))
+        except BlockingIOError:
+            await trio.lowlevel.wait_writable(sock)
+        floor = Floor(sock)
+        await floor.send(upgrade)
+        await floor.head()
+        return floor
+
+    async def request_response(uri: str, n: int, message: bytes) -> tuple[float, float]:
+        floor = await connect(uri)
+        size, header = echo_size(message), echo_size(message) - len(message)
+        timer = Timer()
+        for _ in range(n):
+            await floor.send(client_frame(0x2, message))
+            payload = (await floor.take(size))[header:]  # noqa: F841 (what a client returns)
+        result = timer.stop()
+        floor.sock.close()
+        return result
+
+    async def w1(uri: str, n: int) -> tuple[float, float]:
+        return await request_response(uri, n, SMALL)
+
+    async def w2(uri: str, n: int) -> tuple[float, float]:
+        floor = await connect(uri)
+        size = echo_size(SMALL)
+        timer = Timer()
+
+        async def sender() -> None:
+            for index in range(n):
+                await floor.send(client_frame(0x2, SMALL))
+                if index % 64 == 0:
+                    await trio.lowlevel.checkpoint()  # let the receiver read
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sender)
+            for _ in range(n):
+                await floor.take(size)
+        result = timer.stop()
+        floor.sock.close()
+        return result
+
+    async def w3(uri: str, n: int) -> tuple[float, float]:
+        return await request_response(uri, n, LARGE)
+
+    async def w4(uri: str, n: int) -> tuple[float, float]:
+        timer = Timer()
+        for _ in range(n):
+            floor = await connect(uri)
+            await floor.send(close_frame())
+            await floor.take(4)  # the server's close frame: code 1000, no reason
+            while await floor.receive():  # the server closes TCP first (RFC 6455 §7.1.1)
+                pass
+            floor.sock.close()
+        return timer.stop()
+
+    return {"w1": w1, "w2": w2, "w3": w3, "w4": w4}
+
+
 CLIENTS: dict[str, tuple[Callable[[str], dict[str, Workload]], str]] = {
     "anyws-asyncio": (anyws_client, "asyncio"),
     "anyws-trio": (anyws_client, "trio"),
@@ -546,6 +805,8 @@ CLIENTS: dict[str, tuple[Callable[[str], dict[str, Workload]], str]] = {
     "trio-websocket": (trio_websocket_client, "trio"),
     "httpx-ws": (httpx_ws_client, "asyncio"),
     "picows": (picows_client, "asyncio"),
+    "floor-asyncio": (floor_client, "asyncio"),
+    "floor-trio": (floor_client, "trio"),
 }
 
 

@@ -12,6 +12,11 @@ median client CPU time per operation (with its ratio to `websockets` on asyncio)
 median throughput, the peak RSS, the cost of a round trip with K connections open at once,
 and the memory per idle connection (`--markdown PATH` also writes them to a file,
 `--chart PATH` draws the CPU ratios).
+
+Two of the clients are floors, not libraries: `floor-asyncio` and `floor-trio` do W1-W4
+with no WebSocket code at all (write a masked frame, wait for the echo's bytes, slice the
+payload out), on a bare asyncio protocol and on a bare trio socket. They show what the
+event loop and the kernel cost before any client does anything (`w5_floor.py` is W5's).
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ CLIENTS = [
     "trio-websocket",
     "httpx-ws",
     "picows",
+    "floor-asyncio",
+    "floor-trio",
 ]
 BASELINE = "websockets-asyncio"
 WORKLOADS = {
@@ -50,7 +57,7 @@ WORKLOADS = {
         "W5 16 KiB JSON, deflate",
         1000,
         "websockets-deflate",
-        {"trio-websocket", "httpx-ws", "picows"},
+        {"trio-websocket", "httpx-ws", "picows", "floor-asyncio", "floor-trio"},
     ),
 }
 IDLE_CLIENTS = ["anyws-asyncio", "anyws-trio", "websockets-asyncio", "websockets-trio"]
