@@ -11,7 +11,7 @@ import anyio
 import pytest
 from anyio.abc import SocketAttribute
 
-from anyws._asyncio_stream import AsyncioStream, _Protocol
+from anyws._asyncio_stream import BULK_READ, AsyncioStream, _BulkReads, _Protocol
 
 pytestmark = pytest.mark.anyio
 
@@ -57,6 +57,11 @@ class RecordingTransport(asyncio.Transport):
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return self.extra.get(name, default)
 
+    protocol: asyncio.BaseProtocol | None = None
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self.protocol = protocol
+
 
 def make_stream(
     limit: int = 100, **extra: Any
@@ -90,6 +95,43 @@ async def test_reads_go_through_one_shared_buffer() -> None:
     protocol.buffer_updated(5)
     buffer[:5] = b"xxxxx"  # the next read into it doesn't change what arrived
     assert await stream.receive() == b"hello"
+
+
+async def test_a_big_read_switches_to_bulk_reads_and_a_small_one_back() -> None:
+    stream, protocol, transport = make_stream(limit=2**22)
+    buffer = protocol.get_buffer(-1)
+    buffer[:10] = b"small read"
+    protocol.buffer_updated(10)
+    assert transport.protocol is None  # small reads stay in the shared buffer
+    buffer[:BULK_READ] = b"b" * BULK_READ
+    protocol.buffer_updated(BULK_READ)
+    bulk = transport.protocol
+    assert isinstance(bulk, _BulkReads)  # asyncio's own reads, each into a new buffer
+    bulk.data_received(b"B" * BULK_READ)
+    assert transport.protocol is bulk  # still a bulk transfer
+    bulk.data_received(b"tail")
+    assert transport.protocol is protocol  # a small read: the shared buffer again
+    assert (
+        await stream.receive(2**22) == b"small read" + b"b" * BULK_READ + b"B" * BULK_READ + b"tail"
+    )
+
+
+async def test_bulk_reads_pass_every_event_on() -> None:
+    stream, protocol, transport = make_stream()
+    bulk = _BulkReads(protocol, transport)
+    bulk.pause_writing()
+    assert protocol.writing_paused
+    bulk.resume_writing()
+    assert not protocol.writing_paused
+    bulk.data_received(b"data")
+    assert bulk.eof_received() is True  # the close frame may still be sent
+    assert await stream.receive() == b"data"
+    with pytest.raises(anyio.EndOfStream):
+        await stream.receive()
+    error = ConnectionResetError()
+    bulk.connection_lost(error)
+    assert protocol.lost
+    assert protocol.exception is error
 
 
 async def test_reading_pauses_at_the_limit_and_resumes_below_half() -> None:

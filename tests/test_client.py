@@ -261,6 +261,39 @@ async def test_unix_connect_with_tls(
             assert await ws.recv() == "tls over unix"
 
 
+# -- bulk transfers ---------------------------------------------------------------------
+
+# Big messages between small ones: on asyncio, big reads switch the transport to bulk
+# reads and small ones back (tests/test_asyncio_stream.py has the switch step by step).
+BULK_AND_SMALL = [2**20, 10, 300_000, 1, 2**18 + 3, 0, 2**21, 5]
+
+
+@pytest.mark.parametrize("transport", ["tcp", "tls", "unix"])
+async def test_bulk_transfers_between_small_messages(
+    transport: str, server_ssl_context: ssl.SSLContext, client_ssl_context: ssl.SSLContext
+) -> None:
+    messages = [os.urandom(size) for size in BULK_AND_SMALL]
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "ws.sock")
+        async with contextlib.AsyncExitStack() as stack:
+            if transport == "unix":
+                await stack.enter_async_context(websockets_server(unix_path=path, max_size=None))
+                ws = await stack.enter_async_context(anyws.unix_connect(path, max_size=None))
+            else:
+                context = server_ssl_context if transport == "tls" else None
+                uri = await stack.enter_async_context(
+                    websockets_server(ssl_context=context, max_size=None)
+                )
+                tls = {"ssl": client_ssl_context} if transport == "tls" else {}
+                ws = await stack.enter_async_context(anyws.connect(uri, max_size=None, **tls))
+            for message in messages:  # one at a time: each echo read in reads of its own
+                await ws.send(message)
+                assert await ws.recv() == message
+            for message in messages:  # all at once: big and small reads mixed
+                await ws.send(message)
+            assert [await ws.recv() for _ in messages] == messages
+
+
 # -- bad input: each a named exception, promptly -----------------------------------------
 
 
