@@ -284,8 +284,10 @@ async def test_bulk_transfers_between_small_messages(
                 uri = await stack.enter_async_context(
                     websockets_server(ssl_context=context, max_size=None)
                 )
-                tls = {"ssl": client_ssl_context} if transport == "tls" else {}
-                ws = await stack.enter_async_context(anyws.connect(uri, max_size=None, **tls))
+                client_context = client_ssl_context if transport == "tls" else None
+                ws = await stack.enter_async_context(
+                    anyws.connect(uri, max_size=None, ssl=client_context)
+                )
             for message in messages:  # one at a time: each echo read in reads of its own
                 await ws.send(message)
                 assert await ws.recv() == message
