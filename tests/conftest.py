@@ -65,28 +65,39 @@ async def websockets_server(
 
     # Each connection is handled in a thread of its own, which closes the socket after
     # the handler returns: the exit waits for those threads, so that no socket of this
-    # server outlives the block (the chaos suite checks that no socket outlives a test).
-    handlers: list[tuple[threading.Thread, Any]] = []
+    # server outlives the block (the chaos suite checks that no socket outlives a test)
+    # and whatever a handler records is there when the block ends. A thread is noted in
+    # process_request, before the 101 goes out: one the client saw open is always joined.
+    connection_threads: list[threading.Thread] = []
+    handlers: list[Any] = []
+    process_request = options.pop("process_request", None)
+
+    def note_thread(connection: Any, request: Any) -> Any:
+        connection_threads.append(threading.current_thread())
+        return None if process_request is None else process_request(connection, request)
 
     def handle(ws: Any) -> None:
-        handlers.append((threading.current_thread(), ws))
+        handlers.append(ws)
         (handler or echo)(ws)
 
     def join_handlers() -> None:
-        for handler_thread, ws in handlers:
+        for ws in handlers:
             ws.close()  # at once if the client closed already
-            handler_thread.join(timeout=10)
+        for connection_thread in connection_threads:
+            connection_thread.join(timeout=10)
 
     if unix_path is not None:
-        server = unix_serve(handle, unix_path, **options)
+        server = unix_serve(handle, unix_path, process_request=note_thread, **options)
     elif receive_buffer is not None:
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)  # before listen
         sock.bind(("127.0.0.1", 0))
         sock.listen()
-        server = serve(handle, sock=sock, ssl=ssl_context, **options)
+        server = serve(handle, sock=sock, ssl=ssl_context, process_request=note_thread, **options)
     else:
-        server = serve(handle, "127.0.0.1", 0, ssl=ssl_context, **options)
+        server = serve(
+            handle, "127.0.0.1", 0, ssl=ssl_context, process_request=note_thread, **options
+        )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
