@@ -27,6 +27,7 @@ from . import _asyncio_stream as asyncio_stream
 from ._exceptions import ProxyError
 from ._handshake import decode_headers
 from ._options import Options
+from ._trio_stream import TrioSocketStream
 from ._types import Response
 from ._url import WebSocketURI
 
@@ -176,8 +177,9 @@ async def open_transport(
             stream = await _connect_tcp(uri.host, uri.port, context, hostname, options)
             return stream if context is not None else _lean(stream)
         # One address: nothing to race. anyio's happy eyeballs would still open a task
-        # group and a task for it, which costs as much as the connect itself on trio.
-        stream = await _connect_address(family, uri.host, uri.port)
+        # group and a task for it, which costs as much as the connect itself on trio
+        # (the backend here: asyncio's streams were opened above).
+        stream = await _connect_address(family, uri.host, uri.port, tls=context is not None)
     elif isinstance(proxy, SocksProxy):
         stream = await _open_socks(proxy, uri, options)
     else:
@@ -195,12 +197,10 @@ async def open_transport(
 
 def _lean(stream: anyio.abc.ByteStream) -> anyio.abc.ByteStream:
     """On trio, a socket stream whose bytes are the socket's own, read and written through
-    the socket itself (see `_trio_stream`).
+    the socket itself (see `_trio_stream`); anyio's wrapper is dropped, the socket kept.
     """
     if isinstance(stream, anyio.abc.SocketStream) and sniffio.current_async_library() == "trio":
-        from ._trio_stream import TrioSocketStream
-
-        return TrioSocketStream(stream)
+        return TrioSocketStream(stream.extra(anyio.abc.SocketAttribute.raw_socket))
     return stream
 
 
@@ -249,9 +249,10 @@ def _address_family(host: str) -> socket.AddressFamily | None:
 
 
 async def _connect_address(
-    family: socket.AddressFamily, host: str, port: int
+    family: socket.AddressFamily, host: str, port: int, *, tls: bool
 ) -> anyio.abc.ByteStream:
-    """Connect a TCP socket to one IP address.
+    """Connect a TCP socket to one IP address, on trio: the stream for TLS to wrap if
+    `tls`, else a `TrioSocketStream`.
 
     Raises:
         OSError: the connection failed (e.g. `ConnectionRefusedError`).
@@ -270,6 +271,8 @@ async def _connect_address(
                 raise OSError(
                     error, f"connect to {host}:{port} failed: {os.strerror(error)}"
                 ) from None
+        if not tls:
+            return TrioSocketStream(sock)
         return await anyio.abc.SocketStream.from_socket(sock)
     except BaseException:
         sock.close()

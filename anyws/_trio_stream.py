@@ -2,17 +2,22 @@
 
 anyio's trio socket stream goes through trio's socket layer: every `receive()` tries the
 socket, and after a successful read yields to the scheduler once more (trio's
-`cancel_shielded_checkpoint`), so a message costs the reader two scheduler passes; and a
-`send()` is always a checkpoint too. The driver's reader needs one pass per read: it waits
-until the socket is readable, then reads what is there. Waiting is the checkpoint, so the
-reader still yields once per read, as trio requires of a loop.
+`cancel_shielded_checkpoint`), so a message costs the reader two scheduler passes; a
+`send()` and an `aclose()` are always a checkpoint too. The driver's reader needs one pass
+per read: it waits until the socket is readable, then reads what is there. Waiting is the
+checkpoint, so the reader still yields once per read, as trio requires of a loop.
+
+The stream owns the stdlib socket, without anyio's or trio's socket objects around it:
+made for every connection, those cost as much as the rest of the stream's setup, and a
+connection that opens, exchanges a few messages and closes pays them in full.
 
 Besides the `ByteStream` interface, `try_send` lets the driver write a frame from the task
 that queued it when the writer task is idle (see `_connection._kick_writer`): a write the
 socket takes whole needs no task switch. The semantics are anyio's: `EndOfStream` at EOF,
 `BrokenResourceError` (caused by the `OSError`) when the connection broke,
-`ClosedResourceError` after `aclose()`, also for a waiting receiver. Only a stream whose
-bytes are the socket's own is wrapped: never TLS, whose bytes the socket doesn't hold.
+`ClosedResourceError` after `aclose()`, also for a waiting receiver or sender. Only a
+stream whose bytes are the socket's own is wrapped: never TLS, whose bytes the socket
+doesn't hold.
 """
 
 from __future__ import annotations
@@ -27,17 +32,18 @@ from anyio.abc import SocketAttribute
 
 
 class TrioSocketStream(anyio.abc.ByteStream):
-    """anyio's socket stream on trio, with its receives and immediate writes done on the
-    socket directly. Writes that must wait go through the wrapped stream.
+    """A connected stream socket as an anyio `ByteStream` on trio; it owns the socket,
+    which must be non-blocking.
     """
 
-    def __init__(self, stream: anyio.abc.SocketStream) -> None:
+    def __init__(self, sock: socket.socket) -> None:
         import trio  # here, not at the top: `_connection` imports this module on asyncio too
 
-        self._stream = stream
-        self._socket: socket.socket = stream.extra(SocketAttribute.raw_socket)
+        self._socket = sock
         self._closed = False
         self._wait_readable = trio.lowlevel.wait_readable
+        self._wait_writable = trio.lowlevel.wait_writable
+        self._notify_closing = trio.lowlevel.notify_closing
         self._trio_closed_error = trio.ClosedResourceError
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
@@ -81,24 +87,77 @@ class TrioSocketStream(anyio.abc.ByteStream):
         takes at once is written without yielding (the writer yields when it waits for
         more frames, and the handshake's request is followed by a receive).
 
+        Not cancel-safe: a send cancelled while it waits may have written part of `item`.
+
         Raises:
-            BrokenResourceError: the connection broke.
-            ClosedResourceError: the stream was closed.
+            BrokenResourceError: the connection broke (the `OSError` is the cause).
+            ClosedResourceError: the stream was closed, also while this call waited.
         """
         sent = self.try_send(item)
-        if sent < len(item):
-            await self._stream.send(item[sent:])
+        if sent == len(item):
+            return
+        rest = memoryview(item)[sent:]
+        while rest:
+            if self._closed:
+                raise anyio.ClosedResourceError
+            try:
+                await self._wait_writable(self._socket)
+                rest = rest[self._socket.send(rest) :]
+            except self._trio_closed_error:
+                raise anyio.ClosedResourceError from None
+            except BlockingIOError:  # pragma: no cover (writable, yet full: wait again)
+                continue
+            except OSError as exc:
+                raise anyio.BrokenResourceError from exc
 
     async def send_eof(self) -> None:
-        """Shut down the writing side of the socket."""
-        await self._stream.send_eof()
+        """Shut down the writing side of the socket.
+
+        Raises:
+            BrokenResourceError: the connection broke (the `OSError` is the cause).
+            ClosedResourceError: the stream was closed.
+        """
+        if self._closed:
+            raise anyio.ClosedResourceError
+        try:
+            self._socket.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            raise anyio.BrokenResourceError from exc
 
     async def aclose(self) -> None:
-        """Close the socket: a waiting receiver gets `ClosedResourceError`."""
-        self._closed = True
-        await self._stream.aclose()
+        """Close the socket now: a waiting receiver or sender gets `ClosedResourceError`.
+        No checkpoint: the driver closes on its way out, and a pass through the scheduler
+        would only delay the tasks that end next.
+        """
+        if not self._closed:
+            self._closed = True
+            self._notify_closing(self._socket)
+            self._socket.close()
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
-        """The wrapped stream's (addresses, the socket)."""
-        return self._stream.extra_attributes
+        """The socket's family, addresses and ports, and the socket, as anyio's socket
+        streams report them: an IPv6 address as its host and port, and no remote address
+        or port once the socket isn't connected.
+        """
+        sock = self._socket
+
+        def convert(address: Any) -> Any:
+            return address[:2] if sock.family == socket.AF_INET6 else address
+
+        ip = sock.family in (socket.AF_INET, socket.AF_INET6)
+        attributes: dict[Any, Callable[[], Any]] = {
+            SocketAttribute.family: lambda: sock.family,
+            SocketAttribute.local_address: lambda: convert(sock.getsockname()),
+            SocketAttribute.raw_socket: lambda: sock,
+        }
+        if ip:
+            attributes[SocketAttribute.local_port] = lambda: sock.getsockname()[1]
+        try:
+            peer = convert(sock.getpeername())
+        except OSError:  # not connected (any more): no remote side to report
+            return attributes
+        attributes[SocketAttribute.remote_address] = lambda: peer
+        if ip:
+            attributes[SocketAttribute.remote_port] = lambda: peer[1]
+        return attributes

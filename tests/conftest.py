@@ -218,6 +218,17 @@ def client_ssl_context(tls_ca: trustme.CA) -> ssl.SSLContext:
     return context
 
 
+def has_ipv6_loopback() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
 @pytest.fixture
 def unused_tcp_port() -> Iterator[int]:
     with socket.socket() as sock:

@@ -22,20 +22,9 @@ import trustme
 import anyws
 from anyws.testing import serve
 
-from .conftest import websockets_server
+from .conftest import has_ipv6_loopback, websockets_server
 
 pytestmark = pytest.mark.anyio
-
-
-def has_ipv6_loopback() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 def loopback_alias_works() -> bool:

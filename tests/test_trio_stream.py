@@ -21,7 +21,7 @@ import anyws
 from anyws._trio_stream import TrioSocketStream
 from anyws.testing import serve
 
-from .conftest import websockets_server
+from .conftest import has_ipv6_loopback, websockets_server
 
 pytestmark = pytest.mark.anyio
 
@@ -36,7 +36,9 @@ async def connected() -> AsyncIterator[tuple[TrioSocketStream, anyio.abc.SocketS
     """Our stream on a client socket, and the server's end of the connection."""
     async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
         port = listener.extra(SocketAttribute.local_port)
-        client = TrioSocketStream(await anyio.connect_tcp("127.0.0.1", port))
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setblocking(False)
+        client = TrioSocketStream(sock)
         inner = listener.listeners[0]
         assert isinstance(inner, anyio.abc.SocketListener)
         server = await inner.accept()
@@ -149,6 +151,94 @@ async def test_send_send_eof_and_extra_attributes_are_the_sockets() -> None:
             SocketAttribute.local_address
         )
         assert client.extra(SocketAttribute.raw_socket) is client._socket
+
+
+async def test_a_send_the_socket_cant_take_at_once_waits_and_writes_it_all() -> None:
+    async with connected() as (client, server), anyio.create_task_group() as tg:
+        client._socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        big = bytes(range(256)) * 2**11  # 512 KiB: more than both buffers hold
+        received = bytearray()
+
+        async def receive() -> None:
+            await trio.testing.wait_all_tasks_blocked()  # the sender is waiting
+            while len(received) < len(big):
+                received.extend(await server.receive())
+
+        tg.start_soon(receive)
+        await client.send(big)
+    assert received == big
+
+
+async def test_a_send_waiting_when_the_stream_closes_raises_closed_resource_error() -> None:
+    async with connected() as (client, _server):
+        client._socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        raised: list[BaseException] = []
+
+        async def send() -> None:
+            try:
+                await client.send(b"x" * 2**23)  # the server never reads
+            except anyio.ClosedResourceError as exc:
+                raised.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(send)
+            await trio.testing.wait_all_tasks_blocked()
+            await client.aclose()
+        assert len(raised) == 1
+        with pytest.raises(anyio.ClosedResourceError):
+            await client.send(b"x" * 2**23)
+        with pytest.raises(anyio.ClosedResourceError):
+            await client.send_eof()
+
+
+async def test_a_send_waiting_when_the_peer_resets_raises_broken_resource_error() -> None:
+    async with connected() as (client, server), anyio.create_task_group() as tg:
+        client._socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+
+        async def reset() -> None:
+            await trio.testing.wait_all_tasks_blocked()  # the sender is waiting
+            raw = server.extra(SocketAttribute.raw_socket)
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            await server.aclose()
+
+        tg.start_soon(reset)
+        with pytest.raises(anyio.BrokenResourceError) as caught:
+            await client.send(b"x" * 2**23)
+        assert isinstance(caught.value.__cause__, OSError)
+        # Reset, the socket has no peer any more: no remote address, and no half-close.
+        assert client.extra(SocketAttribute.remote_address, None) is None
+        assert client.extra(SocketAttribute.remote_port, None) is None
+        assert client.extra(SocketAttribute.local_port) > 0
+        with pytest.raises(anyio.BrokenResourceError):
+            await client.send_eof()
+
+
+async def test_extra_attributes_of_a_unix_socket() -> None:
+    first, second = socket.socketpair()
+    with first, second:
+        stream = TrioSocketStream(first)
+        assert stream.extra(SocketAttribute.family) == socket.AF_UNIX
+        assert stream.extra(SocketAttribute.local_address) == first.getsockname()
+        assert stream.extra(SocketAttribute.remote_address) == first.getpeername()
+        assert stream.extra(SocketAttribute.local_port, None) is None  # no ports: not IP
+        assert stream.extra(SocketAttribute.remote_port, None) is None
+
+
+async def test_extra_attributes_of_ipv6_are_host_and_port() -> None:
+    if not has_ipv6_loopback():
+        pytest.skip("this machine has no IPv6 loopback (::1)")
+    with socket.socket(socket.AF_INET6) as listener:
+        listener.bind(("::1", 0))
+        listener.listen()
+        sock = socket.create_connection(listener.getsockname()[:2])
+        accepted, _ = listener.accept()
+        with sock, accepted:
+            stream = TrioSocketStream(sock)
+            port = listener.getsockname()[1]
+            # (host, port) only, as anyio reports IPv6 addresses: no flow info, no scope.
+            assert stream.extra(SocketAttribute.local_address) == sock.getsockname()[:2]
+            assert stream.extra(SocketAttribute.remote_address) == ("::1", port)
+            assert stream.extra(SocketAttribute.remote_port) == port
 
 
 async def test_plain_tcp_and_unix_connections_use_it_and_tls_does_not(
