@@ -981,7 +981,7 @@ class ClientConnection:
                 # The writer is idle, so everything before these frames is written.
                 self._write_batch_open = True
                 frames = self._protocol.data_to_send()
-                data = frames[0] if len(frames) == 1 else b"".join(frames)
+                data = _joined(frames)
                 sent = socket_stream.try_send(data)
                 if sent == len(data):
                     return
@@ -1012,7 +1012,7 @@ class ClientConnection:
     def _write_outbox(self, direct: AsyncioStream) -> None:
         frames = self._protocol.data_to_send()
         if frames:
-            direct.write_nowait(frames[0] if len(frames) == 1 else b"".join(frames))
+            direct.write_nowait(_joined(frames))
 
     # -- backpressure ---------------------------------------------------------------------
 
@@ -1313,7 +1313,7 @@ class ClientConnection:
                 continue
             if self._write_error is not None:
                 continue
-            data = frames[0] if len(frames) == 1 else b"".join(frames)
+            data = _joined(frames)
             self._in_flight = len(data)
             try:
                 await self._stream.send(data)
@@ -1400,6 +1400,11 @@ class _CloseTimeout(TimeoutError):
 def _timeout(seconds: float | None) -> float:
     # None (no limit, no deadline) as an infinite one.
     return math.inf if seconds is None else seconds
+
+
+def _joined(frames: list[bytes]) -> bytes:
+    # The frames queued since the last write, as one write; a lone frame isn't copied.
+    return frames[0] if len(frames) == 1 else b"".join(frames)
 
 
 def _convert(message: Data, decode: bool) -> Data:
