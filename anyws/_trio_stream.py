@@ -8,8 +8,8 @@ per read: it waits until the socket is readable, then reads what is there. Waiti
 checkpoint, so the reader still yields once per read, as trio requires of a loop.
 
 The stream owns the stdlib socket, without anyio's or trio's socket objects around it:
-made for every connection, those cost as much as the rest of the stream's setup, and a
-connection that opens, exchanges a few messages and closes pays them in full.
+making those for every connection, and closing through them (a further pass of the
+scheduler), was almost a tenth of the CPU time of a connection that opens and closes.
 
 Besides the `ByteStream` interface, `try_send` lets the driver write a frame from the task
 that queued it when the writer task is idle (see `_connection._kick_writer`): a write the
