@@ -8,7 +8,7 @@ import socket
 import ssl
 import struct
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import anyio
@@ -80,23 +80,30 @@ async def test_a_receive_cancelled_while_waiting_reads_nothing() -> None:
         assert await client.receive() == b"kept"
 
 
-async def test_receive_after_and_during_aclose_raises_closed_resource_error() -> None:
+async def test_a_receive_or_send_during_or_after_aclose_raises_closed_resource_error() -> None:
     async with connected() as (client, _server):
-        raised: list[BaseException] = []
+        client._socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        calls: dict[str, Callable[[], Awaitable[object]]] = {
+            "receive": client.receive,
+            "send": lambda: client.send(b"x" * 2**23),  # more than the socket takes: waits
+        }
+        raised: list[str] = []
 
-        async def receive() -> None:
+        async def wait_in(name: str) -> None:
             try:
-                await client.receive()
-            except anyio.ClosedResourceError as exc:
-                raised.append(exc)
+                await calls[name]()
+            except anyio.ClosedResourceError:
+                raised.append(name)
 
         async with anyio.create_task_group() as tg:
-            tg.start_soon(receive)
-            await trio.testing.wait_all_tasks_blocked()
+            for name in calls:
+                tg.start_soon(wait_in, name)
+            await trio.testing.wait_all_tasks_blocked()  # both wait on the socket
             await client.aclose()
-        assert len(raised) == 1
-        with pytest.raises(anyio.ClosedResourceError):
-            await client.receive()
+        assert sorted(raised) == ["receive", "send"]
+        for call in [*calls.values(), client.send_eof]:
+            with pytest.raises(anyio.ClosedResourceError):
+                await call()
 
 
 async def test_a_reset_connection_is_broken_resource_error_caused_by_the_os_error() -> None:
@@ -167,28 +174,6 @@ async def test_a_send_the_socket_cant_take_at_once_waits_and_writes_it_all() -> 
         tg.start_soon(receive)
         await client.send(big)
     assert received == big
-
-
-async def test_a_send_waiting_when_the_stream_closes_raises_closed_resource_error() -> None:
-    async with connected() as (client, _server):
-        client._socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-        raised: list[BaseException] = []
-
-        async def send() -> None:
-            try:
-                await client.send(b"x" * 2**23)  # the server never reads
-            except anyio.ClosedResourceError as exc:
-                raised.append(exc)
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(send)
-            await trio.testing.wait_all_tasks_blocked()
-            await client.aclose()
-        assert len(raised) == 1
-        with pytest.raises(anyio.ClosedResourceError):
-            await client.send(b"x" * 2**23)
-        with pytest.raises(anyio.ClosedResourceError):
-            await client.send_eof()
 
 
 async def test_a_send_waiting_when_the_peer_resets_raises_broken_resource_error() -> None:
