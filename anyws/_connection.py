@@ -1110,7 +1110,7 @@ class ClientConnection:
                     cause = _CloseTimeout()  # if the deadline ends the closing handshake
                     cause = await self._read(scope)
                     break
-                if self._protocol.reading_done:
+                if self._protocol.reading_done and not self._protocol.failure_pending:
                     break  # the closing handshake timed out
                 if self._heartbeat_due():
                     # The peer is unresponsive: get the close frame written if the socket
@@ -1134,7 +1134,9 @@ class ClientConnection:
             if self._initial_data:
                 protocol.receive_data(self._initial_data)
                 self._initial_data = b""
-            while not protocol.reading_done:
+            # A failure's close frame may still wait for the application when nothing more
+            # is parsed (the server's close frame came right after the bad input).
+            while not protocol.reading_done or protocol.failure_pending:
                 self._deliver(protocol.parse(self._queue_room()))
                 if protocol.failure_pending:
                     await self._wait_failure_committed()
@@ -1346,8 +1348,10 @@ class ClientConnection:
         limits, protocol = self._limits, self._protocol
         assert limits.ping_interval is not None  # only a heartbeat has beats
         unanswered, self._heartbeat_waiter = self._heartbeat_waiter, None
-        if protocol.state is not State.OPEN:
-            self._set_next_beat(None)  # closing: no more pings
+        if protocol.state is not State.OPEN or protocol.failure_pending:
+            # Closing, or failing (its close frame goes out within close_timeout, and may
+            # have to answer the server's, which no ping may follow): no more pings.
+            self._set_next_beat(None)
             return False
         if unanswered is not None:  # a pong would have cleared it
             self.logger.debug("keepalive ping timeout: failing the connection")

@@ -690,6 +690,13 @@ class ClientProtocol(Generic[W]):
         if self.state is not State.OPEN:
             raise self.close_exc()
 
+    def _check_control_open(self) -> None:
+        # In FAILING the state stays OPEN (rule 2), but once the server's close frame has
+        # arrived only our close frame may follow it (RFC 6455 §5.5.1): no ping, no pong.
+        self._check_open()
+        if self.close_rcvd is not None:
+            raise self.close_exc()
+
     def _check_not_fragmenting(self) -> None:
         if self._fragmenting is not None:
             # RFC 6455 §5.4: the frames of two data messages can't interleave.
@@ -844,7 +851,7 @@ class ClientProtocol(Generic[W]):
             ConcurrencyError: a ping with the same payload is still waiting for its pong.
             ValueError: the payload is longer than 125 bytes (RFC 6455 §5.5).
         """
-        self._check_open()
+        self._check_control_open()
         _check_control_payload(payload)
         if payload in self._pings:
             raise ConcurrencyError("already waiting for a pong with the same payload")
@@ -862,7 +869,7 @@ class ClientProtocol(Generic[W]):
             ConnectionClosed: the connection is closing or closed.
             ValueError: the payload is longer than 125 bytes (RFC 6455 §5.5).
         """
-        self._check_open()
+        self._check_control_open()
         _check_control_payload(payload)
         self._send_control(Pong(payload=payload))
 

@@ -11,7 +11,7 @@ import pytest
 
 import anyws
 from anyws import ConnectionClosedError, PayloadTooBig, State
-from anyws.testing import ServerConnection, serve
+from anyws.testing import ServerConnection, close_frame, frame, serve
 
 from .conftest import assert_keepalive_timeout
 
@@ -102,3 +102,30 @@ async def test_pings_during_a_deferred_close_leave_its_deadline_alone() -> None:
         with pytest.raises(ConnectionClosedError) as info:
             await ws.recv()
         assert isinstance(info.value.__cause__, PayloadTooBig)
+
+
+async def test_no_ping_follows_the_servers_close_frame_in_a_deferred_close() -> None:
+    async def small_oversized_then_close(connection: ServerConnection) -> None:
+        # In one write, so that the client parses the close frame with the rest.
+        await connection.send_raw(frame(0x1, b"small") + frame(0x1, b"x" * 200) + close_frame(1000))
+        await connection.wait_closed()
+
+    async with (
+        serve(small_oversized_then_close) as server,
+        anyws.connect(
+            server.uri, max_size=100, ping_interval=0.01, ping_timeout=None, close_timeout=0.5
+        ) as ws,
+    ):
+        # Our close frame (1009) waits for the application to take "small", at most
+        # close_timeout, and the server's close frame has come: the beats in between may
+        # send no ping, since only our close frame may follow the server's (RFC 6455 §5.5.1).
+        with anyio.fail_after(5):
+            await ws.wait_closed()
+        assert await ws.recv() == "small"
+        with pytest.raises(ConnectionClosedError) as info:
+            await ws.recv()
+        assert isinstance(info.value.__cause__, PayloadTooBig)
+        assert info.value.sent is not None
+        assert info.value.sent.code == 1009
+        assert info.value.rcvd is not None
+        assert info.value.rcvd.code == 1000
