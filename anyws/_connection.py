@@ -251,6 +251,7 @@ class MessageStream(Generic[FragmentT]):
                 return fragment  # type: ignore[return-value]
             if self._decode is True and not head.text:
                 self._decoder = codecs.getincrementaldecoder("utf-8")()
+            head.stream()
             self._message = message = head
             connection._streamed = self
         while True:

@@ -8,7 +8,9 @@ masking key.
 
 Incoming: `parse_frames` (the C accelerator's, None without it) takes the whole uncompressed
 messages at the start of a buffer, and `frame_extent` finds where any other frame ends, so
-that exactly that frame can be handed to wsproto, which decides everything about it.
+that exactly that frame can be handed to wsproto, which decides everything about it. A
+whole binary message that arrives in many reads is copied, read after read, into a
+`MessageBuffer` (the accelerator's too) of its size.
 tests/test_incoming.py checks that both paths deliver the same for the same bytes.
 """
 
@@ -17,17 +19,22 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ._mask import apply_mask
 
+if TYPE_CHECKING:
+    from . import _speedups
+
 parse_frames: Callable[[bytes | bytearray, int, int, int], tuple[list[str | bytes], int]] | None
+MessageBuffer: type[_speedups.MessageBuffer] | None
 try:
-    from ._speedups import parse_frames
+    from ._speedups import MessageBuffer, parse_frames
 except ImportError:  # pragma: no cover (the C accelerator is optional; CI builds it)
-    parse_frames = None
+    parse_frames = MessageBuffer = None
 if os.environ.get("ANYWS_NO_SPEEDUPS"):  # pragma: no cover (nox's pure-Python session)
     # wsproto parses everything, as without the accelerator: how CI tests that path.
-    parse_frames = None
+    parse_frames = MessageBuffer = None
 
 OPCODE_CONTINUATION = 0x0
 OPCODE_TEXT = 0x1

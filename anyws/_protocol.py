@@ -104,6 +104,7 @@ from ._frames import (
     OPCODE_BINARY,
     OPCODE_CONTINUATION,
     OPCODE_TEXT,
+    MessageBuffer,
     client_frame,
     frame_extent,
     parse_frames,
@@ -132,17 +133,20 @@ class PartialMessage:
     when its first frame doesn't finish it.
 
     It takes a place in the queue as soon as it starts, so that it can be streamed; the
-    protocol appends its later fragments and sets `complete` on the last one. `fragments`
+    protocol adds its later fragments and sets `complete` on the last one. `fragments`
     holds what arrived and wasn't taken yet: `str` pieces for text (wsproto decodes UTF-8
-    incrementally, so a piece never ends inside a sequence), `bytes` for binary.
+    incrementally, so a piece never ends inside a sequence), `bytes` for binary. A binary
+    message whose `size` is known (one frame) is kept in a `MessageBuffer` instead, until
+    it is streamed.
     """
 
-    __slots__ = ("abandoned", "complete", "fragments", "text")
+    __slots__ = ("abandoned", "buffer", "complete", "fragments", "text")
 
-    def __init__(self, text: bool) -> None:
+    def __init__(self, text: bool, size: int | None = None) -> None:
         self.text = text
         """True for a text message, False for a binary one."""
         self.fragments: deque[str | bytes] = deque()
+        self.buffer = None if size is None or MessageBuffer is None else MessageBuffer(size)
         self.complete = False
         """True once the last fragment arrived."""
         self.abandoned = False
@@ -150,13 +154,29 @@ class PartialMessage:
         was bad or the connection ended before its last frame), or the application
         discarded it (then its later fragments are parsed but not kept)."""
 
+    def add(self, fragment: str | bytes) -> None:
+        """Keep the next fragment."""
+        if self.buffer is not None:
+            self.buffer.append(fragment)  # type: ignore[arg-type]
+        else:
+            self.fragments.append(fragment)
+
+    def stream(self) -> None:
+        """Keep fragments as they come from now on: a receiver takes them one by one."""
+        buffer, self.buffer = self.buffer, None
+        if buffer is not None:  # a buffered message starts with its first data
+            self.fragments.append(buffer.read())
+
     def abandon(self) -> None:
         """Stop keeping fragments: nobody will read the rest of this message."""
         self.abandoned = True
         self.fragments.clear()
+        self.buffer = None
 
     def join(self) -> Data:
         """The fragments not taken yet, as one `str` or `bytes`."""
+        if self.buffer is not None:
+            return self.buffer.value()
         if self.text:
             return "".join(self.fragments)  # type: ignore[arg-type]
         return b"".join(self.fragments)  # type: ignore[arg-type]
@@ -285,6 +305,7 @@ class ClientProtocol(Generic[W]):
         self._inbox_start = 0
         self._owed = 0  # bytes of the frame wsproto parses that haven't arrived
         self._frame_left = 0  # bytes of the streamed frame's payload still to come
+        self._frame_size: int | None = None  # a streamed binary frame's, for its first data
         self._frame_decoder: codecs.IncrementalDecoder | None = None  # its UTF-8, for text
         self._wsproto_fed = False  # wsproto has bytes whose events weren't all taken
         self.wants_data = True
@@ -493,6 +514,7 @@ class ClientProtocol(Generic[W]):
                 self._inbox_start = payload_start
                 self._frame_left = frame_end - payload_start
                 self._frame_decoder = _UTF8_DECODER() if first == 0x81 else None
+                self._frame_size = None if first == 0x81 else self._frame_left
                 return True
             elif frame_end < end:
                 end = frame_end
@@ -589,6 +611,7 @@ class ClientProtocol(Generic[W]):
         """Take a frame's data (or the part of it that arrived); return a message that is
         complete in this one event, or the `PartialMessage` it starts.
         """
+        size, self._frame_size = self._frame_size, None
         if self._discarding:
             return None
         # wsproto makes bytes (its type says bytes | bytearray).
@@ -613,9 +636,9 @@ class ClientProtocol(Generic[W]):
             if event.message_finished:
                 self._size = 0
                 return chunk
-            partial = started = self._partial = PartialMessage(isinstance(chunk, str))
+            partial = started = self._partial = PartialMessage(isinstance(chunk, str), size)
         if chunk and not partial.abandoned:
-            partial.fragments.append(chunk)
+            partial.add(chunk)
         if event.message_finished:
             partial.complete = True
             self._partial = None

@@ -7,7 +7,10 @@
  * parse_frames: the common case of incoming data, whole unfragmented uncompressed messages,
  * without wsproto's per-frame objects. It only takes frames that wsproto would accept and
  * deliver as one message, and stops at the first other one, which anyws hands to wsproto,
- * the protocol authority (see anyws/_protocol.py). Without this module, wsproto parses all. */
+ * the protocol authority (see anyws/_protocol.py). Without this module, wsproto parses all.
+ *
+ * MessageBuffer: the payload of a big binary frame that arrives in many reads, copied as
+ * each read comes into the bytes object that the application gets. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -167,6 +170,124 @@ error:
     return NULL;
 }
 
+/* MessageBuffer(size): a message of `size` bytes, filled by append() as its reads arrive.
+ *
+ * Kept as pieces and joined at the end, a big message is in memory twice at its end (the
+ * pieces and the joined copy); here it is once. The bytes object is allocated at its final
+ * size and only handed out (value()) once full, after which it never changes: until then
+ * nothing but this object refers to it. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *data; /* bytes of the message's size, filled up to `filled` */
+    Py_ssize_t filled;
+} MessageBuffer;
+
+static PyObject *
+MessageBuffer_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *keywords[] = {"size", NULL};
+    Py_ssize_t size;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "n:MessageBuffer", keywords, &size)) {
+        return NULL;
+    }
+    if (size < 0) {
+        PyErr_SetString(PyExc_ValueError, "size must not be negative");
+        return NULL;
+    }
+    MessageBuffer *self = (MessageBuffer *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->data = PyBytes_FromStringAndSize(NULL, size);
+    if (self->data == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->filled = 0;
+    return (PyObject *)self;
+}
+
+static void
+MessageBuffer_dealloc(MessageBuffer *self)
+{
+    Py_XDECREF(self->data);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+MessageBuffer_append(MessageBuffer *self, PyObject *arg)
+{
+    Py_buffer chunk;
+    if (PyObject_GetBuffer(arg, &chunk, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (chunk.len > PyBytes_GET_SIZE(self->data) - self->filled) {
+        PyBuffer_Release(&chunk);
+        PyErr_SetString(PyExc_ValueError, "more data than the message's size");
+        return NULL;
+    }
+    memcpy(PyBytes_AS_STRING(self->data) + self->filled, chunk.buf, chunk.len);
+    self->filled += chunk.len;
+    PyBuffer_Release(&chunk);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+MessageBuffer_read(MessageBuffer *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBytes_FromStringAndSize(PyBytes_AS_STRING(self->data), self->filled);
+}
+
+static PyObject *
+MessageBuffer_value(MessageBuffer *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->filled != PyBytes_GET_SIZE(self->data)) {
+        PyErr_SetString(PyExc_ValueError, "the message isn't complete");
+        return NULL;
+    }
+    return Py_NewRef(self->data);
+}
+
+static PyObject *
+MessageBuffer_get_size(MessageBuffer *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(PyBytes_GET_SIZE(self->data));
+}
+
+static PyObject *
+MessageBuffer_get_filled(MessageBuffer *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(self->filled);
+}
+
+static PyMethodDef MessageBuffer_methods[] = {
+    {"append", (PyCFunction)MessageBuffer_append, METH_O,
+     "Copy the next piece of the message in (ValueError past its size)."},
+    {"read", (PyCFunction)MessageBuffer_read, METH_NOARGS,
+     "A copy of what arrived so far, as bytes."},
+    {"value", (PyCFunction)MessageBuffer_value, METH_NOARGS,
+     "The message, once full (ValueError before); the same bytes at every call."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef MessageBuffer_getset[] = {
+    {"size", (getter)MessageBuffer_get_size, NULL, "The message's size.", NULL},
+    {"filled", (getter)MessageBuffer_get_filled, NULL, "How much of it arrived.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject MessageBuffer_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "anyws._speedups.MessageBuffer",
+    .tp_basicsize = sizeof(MessageBuffer),
+    .tp_dealloc = (destructor)MessageBuffer_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A message of a known size, filled as its reads arrive.",
+    .tp_methods = MessageBuffer_methods,
+    .tp_getset = MessageBuffer_getset,
+    .tp_new = MessageBuffer_new,
+};
+
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", apply_mask, METH_VARARGS, "Apply a 4-byte WebSocket mask to data."},
     {"parse_frames", parse_frames, METH_VARARGS,
@@ -181,5 +302,16 @@ static struct PyModuleDef speedups_module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    return PyModule_Create(&speedups_module);
+    if (PyType_Ready(&MessageBuffer_type) < 0) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&speedups_module);
+    if (module == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(module, "MessageBuffer", (PyObject *)&MessageBuffer_type) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

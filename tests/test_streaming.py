@@ -67,6 +67,27 @@ async def test_fragments_are_yielded_as_they_arrive() -> None:
         assert [fragment async for fragment in ws.recv_streaming()] == [b"\x00", b"\xff"]
 
 
+async def test_one_binary_frame_cut_across_reads() -> None:
+    """A binary frame that arrives in several reads is received whole, also after a
+    failed decode, or streamed from the part that has arrived.
+    """
+    script = Script()
+    payload = b"\xff" + bytes(range(256)) * 300
+    data = frame(BINARY, payload)
+    head = 1000 - 10  # the payload in the first read, after the 10-byte header
+    async with memory_websocket(script, compression=False) as ws:
+        script.frames(data[:1000])
+        script.frames(data[1000:])
+        with pytest.raises(UnicodeDecodeError):
+            await ws.recv(decode=True)
+        assert await ws.recv() == payload
+        script.frames(data[:1000])
+        stream = ws.recv_streaming()
+        assert await stream.__anext__() == payload[:head]
+        script.frames(data[1000:])
+        assert b"".join([fragment async for fragment in stream]) == payload[head:]
+
+
 async def test_a_whole_message_is_one_fragment_and_an_empty_one_gives_one_empty() -> None:
     script = Script()
     async with memory_websocket(script, compression=False) as ws:
