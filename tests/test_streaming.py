@@ -82,7 +82,7 @@ async def test_one_binary_frame_cut_across_reads() -> None:
             await ws.recv(decode=True)
         assert await ws.recv() == payload
         script.frames(data[:1000])
-        stream = ws.recv_streaming()
+        stream = ws.recv_streaming(decode=False)
         assert await stream.__anext__() == payload[:head]
         script.frames(data[1000:])
         assert b"".join([fragment async for fragment in stream]) == payload[head:]
