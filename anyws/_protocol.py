@@ -51,7 +51,8 @@ Rules, in the order they were decided:
    (unread compressed data isn't inflated) and parsing goes on to find the server's close
    frame, whose code `close_rcvd` then reports.
 4. The server's close frame is answered at once by echoing its code (§5.5.1); in FAILING
-   the answer is the failure's own close frame, when it is committed.
+   the answer is the failure's own close frame, when it is committed, and the state is
+   CLOSING from then on: nothing but that close frame may follow the server's.
 5. `fail()` (a dead peer, an internal error) sends its close frame at once and stops
    parsing: nothing more is delivered.
 6. The close code of the connection is that of the server's close frame; 1006 only when
@@ -664,7 +665,10 @@ class ClientProtocol(Generic[W]):
         self._abandon_partial()
         self._parsing = False
         if self.phase is Phase.FAILING:
-            return  # rule 4: the failure's close frame answers, once committed
+            # Rule 4: the failure's close frame answers, once committed. Nothing else may
+            # follow the server's close frame (RFC 6455 §5.5.1): no more sending.
+            self.state = State.CLOSING
+            return
         if state is ConnectionState.REMOTE_CLOSING:
             # RFC 6455 §5.5.1: answer a close with a close, echoing the status code.
             self.close_rcvd_then_sent = True
@@ -711,13 +715,6 @@ class ClientProtocol(Generic[W]):
 
     def _check_open(self) -> None:
         if self.state is not State.OPEN:
-            raise self.close_exc()
-
-    def _check_control_open(self) -> None:
-        # In FAILING the state stays OPEN (rule 2), but once the server's close frame has
-        # arrived only our close frame may follow it (RFC 6455 §5.5.1): no ping, no pong.
-        self._check_open()
-        if self.close_rcvd is not None:
             raise self.close_exc()
 
     def _check_not_fragmenting(self) -> None:
@@ -874,7 +871,7 @@ class ClientProtocol(Generic[W]):
             ConcurrencyError: a ping with the same payload is still waiting for its pong.
             ValueError: the payload is longer than 125 bytes (RFC 6455 §5.5).
         """
-        self._check_control_open()
+        self._check_open()
         _check_control_payload(payload)
         if payload in self._pings:
             raise ConcurrencyError("already waiting for a pong with the same payload")
@@ -892,7 +889,7 @@ class ClientProtocol(Generic[W]):
             ConnectionClosed: the connection is closing or closed.
             ValueError: the payload is longer than 125 bytes (RFC 6455 §5.5).
         """
-        self._check_control_open()
+        self._check_open()
         _check_control_payload(payload)
         self._send_control(Pong(payload=payload))
 
