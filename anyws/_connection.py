@@ -1051,6 +1051,14 @@ class ClientConnection:
         high = self._limits.max_queue_high
         return None if high is None else high - len(self._messages)
 
+    def _queue_takes_more(self) -> bool:
+        """After a parse that stopped at the room it was given: whether the queue has room
+        after all, because the message that used it up was dropped on delivery (a failure
+        abandoned it) and no message taken will say so.
+        """
+        room = self._queue_room()
+        return room is not None and room > 0 and self._has_queue_room()
+
     def _has_queue_room(self) -> bool:
         low = self._limits.max_queue_low
         return low is None or len(self._messages) <= low
@@ -1141,7 +1149,7 @@ class ClientConnection:
                 self._deliver(protocol.parse(self._queue_room()))
                 if protocol.failure_pending:
                     await self._wait_failure_committed()
-                elif protocol.paused:
+                elif protocol.paused and not self._queue_takes_more():
                     await self._wait_queue_space()
                 elif protocol.wants_data:
                     protocol.receive_data(await self._stream.receive(read_limit))
@@ -1188,7 +1196,7 @@ class ClientConnection:
                 self._deliver(protocol.parse(self._queue_room()))
                 if protocol.failure_pending:
                     break
-                if protocol.paused:
+                if protocol.paused and not self._queue_takes_more():
                     return  # until `_took_message` or `_start_closing`
                 # A read at a time, whole: it is in memory already (copied out of the
                 # shared read buffer), and given out in parts, each part would be copied
