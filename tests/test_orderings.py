@@ -1,5 +1,6 @@
 """Generated orders and timings (hypothesis): a server bursts messages and ends the
-connection in one of several ways while the client reads, pauses, cancels its reads at
+connection in one of several ways (a close, a drop, a drop in the middle of a message, an
+oversized message, a protocol error) while the client reads, pauses, cancels its reads at
 every point and pings. Whatever the interleaving, every message sent before the end is
 delivered once, in order; the queue never holds more than `max_queue`; the end is reported
 as the server made it. Each example runs on both backends over an in-memory transport.
@@ -45,8 +46,9 @@ Op = Literal[
     "stream_break",
     "stream_cancelled",
 ]
-End = Literal["close 1000", "close 1011", "drop", "oversized", "garbage"]
+End = Literal["close 1000", "close 1011", "drop", "cut", "oversized", "garbage"]
 MAX_SIZE = 2**16  # above every generated message
+CUT = b"the first fragment of a message never finished"
 
 Message = str | bytes | tuple[str, ...] | tuple[bytes, ...]
 """A message, or the fragments of one sent in as many frames."""
@@ -102,6 +104,10 @@ async def run_scenario(scenario: Scenario) -> None:
             else:
                 await connection.send(message)
         if end == "drop":
+            await connection.drop()
+        elif end == "cut":
+            # The first frame of a message, then the connection ends in the middle of it.
+            await connection.send_raw(frame(0x2, CUT, fin=False))
             await connection.drop()
         elif end == "oversized":
             # Fails the connection with 1009; the server's close frame right behind it is
@@ -172,6 +178,12 @@ async def run_scenario(scenario: Scenario) -> None:
     # Each message once, in order: whole, or (where the client broke off a stream) the
     # part it read. A message cut short by a stream that raised counts as read up to there.
     sent = [whole(message) for message in messages]
+    if end == "cut" and len(received) == len(sent) + 1:
+        # A stream broke off in the unfinished message: it read a part, never all of it.
+        got, complete = received.pop()
+        assert not complete
+        assert isinstance(got, bytes)
+        assert CUT.startswith(got)
     assert len(received) == len(sent)
     for (got, complete), expected in zip(received, sent, strict=True):
         assert got == expected if complete else expected[: len(got)] == got
@@ -192,6 +204,8 @@ async def run_scenario(scenario: Scenario) -> None:
     else:
         assert isinstance(ended, ConnectionClosedError)
         assert ws.close_code == (1011 if end == "close 1011" else 1006)
+        if end == "cut":
+            assert not isinstance(ended.__cause__, (PayloadTooBig, ProtocolError))
 
 
 def whole_of(fragments: list[Any]) -> str | bytes:
