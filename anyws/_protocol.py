@@ -221,7 +221,8 @@ TRANSITIONS: dict[Phase, frozenset[Phase]] = {
 """Every phase each phase may move to; anything else is a bug in anyws."""
 
 _PUBLIC_STATE = {
-    # FAILING still sends: the application may answer the messages before the bad input.
+    # FAILING still sends: the application may answer the messages before the bad input
+    # (until the server's close frame arrives: then CLOSING, rule 4).
     Phase.OPEN: State.OPEN,
     Phase.FAILING: State.OPEN,
     Phase.CLOSE_SENT: State.CLOSING,
@@ -306,7 +307,8 @@ class ClientProtocol(Generic[W]):
         self._inbox_start = 0
         self._owed = 0  # bytes of the frame wsproto parses that haven't arrived
         self._frame_left = 0  # bytes of the streamed frame's payload still to come
-        self._frame_size: int | None = None  # a streamed binary frame's, for its first data
+        # A streamed binary frame's size, taken by the data event that starts its message.
+        self._frame_size: int | None = None
         self._frame_decoder: codecs.IncrementalDecoder | None = None  # its UTF-8, for text
         self._wsproto_fed = False  # wsproto has bytes whose events weren't all taken
         self.wants_data = True
