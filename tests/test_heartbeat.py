@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 import anyws
-from anyws import ConnectionClosedError, PayloadTooBig, State
+from anyws import Close, ConnectionClosedError, PayloadTooBig, State
 from anyws.testing import ServerConnection, close_frame, frame, serve
 
 from .conftest import assert_keepalive_timeout
@@ -79,10 +79,12 @@ async def test_a_ping_timeout_while_closing_leaves_the_close_alone() -> None:
     assert "closing handshake" in str(info.value.__cause__)
 
 
-async def test_pings_during_a_deferred_close_leave_its_deadline_alone() -> None:
+@pytest.mark.parametrize("server_closes", [False, True])
+async def test_the_heartbeat_during_a_deferred_close(server_closes: bool) -> None:
     async def small_then_oversized(connection: ServerConnection) -> None:
-        await connection.send("small")
-        await connection.send("x" * 200)
+        # In one write, so that the client parses the server's close frame with the rest.
+        close = close_frame(1000) if server_closes else b""
+        await connection.send_raw(frame(0x1, b"small") + frame(0x1, b"x" * 200) + close)
         await connection.wait_closed()
 
     async with (
@@ -93,7 +95,8 @@ async def test_pings_during_a_deferred_close_leave_its_deadline_alone() -> None:
     ):
         # The oversized message fails the connection, but our close frame waits for the
         # application to take "small" (at most close_timeout), while the heartbeat beats
-        # every 10 ms: the beats mustn't restart that wait.
+        # every 10 ms: the beats mustn't restart that wait, nor send a ping after the
+        # server's close frame (only our close frame may follow it, RFC 6455 §5.5.1).
         connection = await server.accept()
         with anyio.fail_after(5):
             await connection.wait_closed()
@@ -102,30 +105,5 @@ async def test_pings_during_a_deferred_close_leave_its_deadline_alone() -> None:
         with pytest.raises(ConnectionClosedError) as info:
             await ws.recv()
         assert isinstance(info.value.__cause__, PayloadTooBig)
-
-
-async def test_no_ping_follows_the_servers_close_frame_in_a_deferred_close() -> None:
-    async def small_oversized_then_close(connection: ServerConnection) -> None:
-        # In one write, so that the client parses the close frame with the rest.
-        await connection.send_raw(frame(0x1, b"small") + frame(0x1, b"x" * 200) + close_frame(1000))
-        await connection.wait_closed()
-
-    async with (
-        serve(small_oversized_then_close) as server,
-        anyws.connect(
-            server.uri, max_size=100, ping_interval=0.01, ping_timeout=None, close_timeout=0.5
-        ) as ws,
-    ):
-        # Our close frame (1009) waits for the application to take "small", at most
-        # close_timeout, and the server's close frame has come: the beats in between may
-        # send no ping, since only our close frame may follow the server's (RFC 6455 §5.5.1).
-        with anyio.fail_after(5):
-            await ws.wait_closed()
-        assert await ws.recv() == "small"
-        with pytest.raises(ConnectionClosedError) as info:
-            await ws.recv()
-        assert isinstance(info.value.__cause__, PayloadTooBig)
-        assert info.value.sent is not None
-        assert info.value.sent.code == 1009
-        assert info.value.rcvd is not None
-        assert info.value.rcvd.code == 1000
+        assert info.value.sent == Close(1009, "message too big")
+        assert ws.close_code == (1000 if server_closes else 1009)
