@@ -1196,8 +1196,10 @@ class ClientConnection:
                 self._deliver(protocol.parse(self._queue_room()))
                 if protocol.failure_pending:
                     break
-                if protocol.paused and not self._queue_takes_more():
-                    return  # until `_took_message` or `_start_closing`
+                if protocol.paused:
+                    if not self._queue_takes_more():
+                        return  # until `_took_message` or `_start_closing`
+                    continue  # parse what is buffered before reading more
                 # A read at a time, whole: it is in memory already (copied out of the
                 # shared read buffer), and given out in parts, each part would be copied
                 # again. `read_limit` is where the transport stops reading.

@@ -17,7 +17,7 @@ import pytest
 
 import anyws
 from anyws import Close, ConnectionClosed, ConnectionClosedError, PayloadTooBig
-from anyws.testing import ServerConnection, serve
+from anyws.testing import ServerConnection, close_frame, frame, serve
 
 from .conftest import websockets_server
 
@@ -198,6 +198,28 @@ async def test_oversized_message_is_a_connection_closed_error() -> None:
             with pytest.raises(ConnectionClosedError):
                 async for _ in ws:
                     pass
+
+
+async def test_an_oversized_message_behind_a_full_queue_then_close() -> None:
+    async def handler(connection: ServerConnection) -> None:
+        # In one write: "small" fills the queue (max_queue=1); the fragmented message
+        # takes the queue's place when it starts, and is dropped when it grows past
+        # max_size. Parsing must go on to the close frame behind it.
+        oversized = frame(0x1, b"x" * 60, fin=False) + frame(0x0, b"x" * 60)
+        await connection.send_raw(frame(0x1, b"small") + oversized + close_frame(1000))
+        await connection.wait_closed()
+
+    async with (
+        serve(handler) as server,
+        anyws.connect(server.uri, max_queue=1, max_size=100) as ws,
+    ):
+        with anyio.fail_after(5):
+            assert await ws.recv() == "small"
+            with pytest.raises(ConnectionClosedError) as info:
+                await ws.recv()
+        assert isinstance(info.value.__cause__, PayloadTooBig)
+        assert info.value.sent == Close(1009, "message too big")
+        assert ws.close_code == 1000
 
 
 async def test_close_accepts_reason_none(echo_uri: str) -> None:
