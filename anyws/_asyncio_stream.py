@@ -12,7 +12,8 @@ is over or has timed out).
 
 Small reads go into one shared buffer and are copied out at their size; a big read starts a
 bulk transfer, read by the transport into buffers of its own until a read is small again
-(see `_Protocol.buffer_updated`).
+(see `_Protocol.buffer_updated`). While the driver offers a window (the rest of a big
+frame, see `set_reader`), the transport reads straight into it instead.
 
 Besides the `ByteStream` interface, the stream lets the driver use the transport as its
 writer: `write_nowait` hands bytes over at once (the transport buffers what the socket
@@ -28,11 +29,14 @@ import ssl
 import sys
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
 from anyio.abc import SocketAttribute
+
+if TYPE_CHECKING:
+    from ._speedups import MessageBuffer as Window
 
 READ_SIZE = 2**18  # as much as asyncio's own transports read at a time
 BULK_READ = READ_SIZE // 4  # a read this big switches to bulk reads
@@ -68,6 +72,12 @@ class _Protocol(asyncio.BufferedProtocol):
         self.read_waiter: asyncio.Future[None] | None = None
         # Called instead of waking a receiver once the driver reads by callback.
         self.on_readable: Callable[[], None] | None = None
+        # Where the driver wants the next read to go, if anywhere (see `set_reader`), and
+        # the window the transport is reading into.
+        self.window_source: Callable[[], Window | None] | None = None
+        self.on_window: Callable[[Window, int], None] | None = None
+        self.window: Window | None = None
+        self.window_view: memoryview | None = None
         # Every task waiting for the write buffer to drain has a future of its own: a
         # cancelled waiter cancels its future, which mustn't wake the others.
         self.drain_waiters: list[asyncio.Future[None]] = []
@@ -77,11 +87,31 @@ class _Protocol(asyncio.BufferedProtocol):
         self.transport = transport
 
     def get_buffer(self, sizehint: int) -> memoryview:
+        self.drop_window()  # a read into it that failed, or found nothing after all
+        if self.window_source is not None and not self.chunks:
+            # Everything read before was taken: the next bytes may go to the driver's window.
+            window = self.window_source()
+            if window is not None:
+                self.window = window
+                self.window_view = memoryview(window)
+                return self.window_view
         return _read_buffer.view
 
+    def drop_window(self) -> None:
+        # The view must go before the message is handed out (it is exported until then).
+        if self.window_view is not None:
+            self.window_view.release()
+            self.window = self.window_view = None
+
     def buffer_updated(self, nbytes: int) -> None:
+        window = self.window
+        if window is not None:
+            self.drop_window()
+            assert self.on_window is not None  # set with `window_source`
+            self.on_window(window, nbytes)
+            return
         self.data_received(bytes(_read_buffer.view[:nbytes]))
-        if nbytes >= BULK_READ:
+        if nbytes >= BULK_READ and not (self.window_source and self.window_source()):
             # A big read: a bulk transfer has begun. Copied out of the shared buffer, each
             # read is a second pass over the data and an allocation of its own size, and
             # with those glibc kept handing the memory of big messages back to the kernel
@@ -107,6 +137,7 @@ class _Protocol(asyncio.BufferedProtocol):
         return True  # keep the transport open for writing: the close frame may follow
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.drop_window()
         self.lost = True
         self.exception = exc
         self.wake_reader()
@@ -223,13 +254,25 @@ class AsyncioStream(anyio.abc.ByteStream):
             self._transport.resume_reading()
         return chunk
 
-    def set_reader(self, on_readable: Callable[[], None]) -> None:
+    def set_reader(
+        self,
+        on_readable: Callable[[], None],
+        window_source: Callable[[], Window | None] | None = None,
+        on_window: Callable[[Window, int], None] | None = None,
+    ) -> None:
         """Read by callback from now on: call `on_readable` (in the event loop's callback,
         never in a task) whenever data, EOF or a failure arrives, instead of waking a
         waiting `receive`; it takes what arrived with `receive_nowait`. What arrives while
         the reader doesn't take it stays buffered, up to `read_buffer_limit`.
+
+        When everything that arrived was taken, the transport asks `window_source` where
+        the next read should go: into the window it returns (a writable buffer), then
+        `on_window` gets the window and the count read, or as usual if it returns None.
         """
-        self._protocol.on_readable = on_readable
+        protocol = self._protocol
+        protocol.on_readable = on_readable
+        protocol.window_source = window_source
+        protocol.on_window = on_window
 
     async def send(self, item: bytes) -> None:
         """Hand `item` to the transport; wait only while the transport is over its limit."""

@@ -57,7 +57,7 @@ from collections.abc import (
     Mapping,
 )
 from contextlib import nullcontext
-from typing import Any, Generic, Literal, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, overload
 
 import anyio
 import anyio.abc
@@ -74,6 +74,9 @@ from ._options import Limits
 from ._protocol import ClientProtocol, PartialMessage, PongReceived, State
 from ._trio_stream import TrioSocketStream
 from ._types import Data, Request, Response
+
+if TYPE_CHECKING:
+    from ._speedups import MessageBuffer
 
 FragmentT = TypeVar("FragmentT", bound=Data)
 
@@ -1082,7 +1085,9 @@ class ClientConnection:
             self._set_next_beat(self._now() + self._limits.ping_interval)
         direct = self._direct
         if direct is not None:
-            direct.set_reader(self._on_stream_news)
+            direct.set_reader(
+                self._on_stream_news, self._protocol.receive_window, self._on_window_filled
+            )
             if self._initial_data:
                 self._protocol.receive_data(self._initial_data)
                 self._initial_data = b""
@@ -1139,6 +1144,7 @@ class ClientConnection:
         """The reader's work until the transport ends; return why it ended."""
         protocol = self._protocol
         read_limit = self._limits.read_limit
+        socket_stream = self._socket_stream
         try:
             if self._initial_data:
                 protocol.receive_data(self._initial_data)
@@ -1152,7 +1158,15 @@ class ClientConnection:
                 elif protocol.paused and not self._queue_takes_more():
                     await self._wait_queue_space()
                 elif protocol.wants_data:
-                    protocol.receive_data(await self._stream.receive(read_limit))
+                    if (
+                        socket_stream is not None
+                        and (window := protocol.receive_window()) is not None
+                    ):
+                        # The rest of a big frame, read straight into its message.
+                        count = await socket_stream.receive_into(window)
+                        protocol.received_into(window, count)
+                    else:
+                        protocol.receive_data(await self._stream.receive(read_limit))
                     self._write_batch_open = False
             # The server closes TCP first (RFC 6455 §7.1.1); give it close_timeout,
             # reading and dropping anything. The scope's deadline ends the wait (no more
@@ -1174,6 +1188,11 @@ class ClientConnection:
         # Called by the transport, so in a new turn of the event loop: the next frame
         # queued may be written at once (see `_kick_writer`).
         self._write_batch_open = False
+        self._on_readable()
+
+    def _on_window_filled(self, window: MessageBuffer, count: int) -> None:
+        # The transport read the rest of a big frame straight into its message.
+        self._protocol.received_into(window, count)
         self._on_readable()
 
     def _on_readable(self) -> None:

@@ -9,8 +9,9 @@ masking key.
 Incoming: `parse_frames` (the C accelerator's, None without it) takes the whole uncompressed
 messages at the start of a buffer, and `frame_extent` finds where any other frame ends, so
 that exactly that frame can be handed to wsproto, which decides everything about it. A
-whole binary message that arrives in many reads is copied, read after read, into a
-`MessageBuffer` (the accelerator's too) of its size.
+whole binary message that arrives in many reads goes into a `MessageBuffer` (the
+accelerator's too) of its size: the first read is copied in, and the socket reads the rest
+straight into it (`ClientProtocol.receive_window`).
 tests/test_incoming.py checks that both paths deliver the same for the same bytes.
 """
 

@@ -77,7 +77,7 @@ import enum
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import (
@@ -111,6 +111,9 @@ from ._frames import (
     parse_frames,
 )
 from ._types import Close, Data
+
+if TYPE_CHECKING:
+    from . import _speedups
 
 # Close codes after which a closed connection counts as normal (as in `websockets`): 1005 is
 # what an empty close frame is reported as (RFC 6455 §7.1.5).
@@ -399,6 +402,48 @@ class ClientProtocol(Generic[W]):
             # `wants_data`, that is when everything else was parsed.
             self._inbox = self._inbox[self._inbox_start :] + data
             self._inbox_start = 0
+
+    def receive_window(self) -> _speedups.MessageBuffer | None:
+        """The buffer that the next bytes received may be read straight into, or None.
+
+        There is one while a big binary message of one frame arrives and everything
+        received was parsed: its `MessageBuffer`, whose buffer interface is the rest of the
+        frame's payload (so a read into it never takes a byte of the next frame). The driver
+        reads into it and reports the count with `received_into` instead of calling
+        `receive_data`: a read that allocates nothing, and no copy. Never for a traced
+        protocol, whose trace shows every read.
+        """
+        partial = self._partial
+        if (
+            partial is not None
+            and partial.buffer is not None
+            and self._frame_left
+            and self.wants_data
+            and self._trace is None
+        ):
+            return partial.buffer
+        return None
+
+    def received_into(self, window: _speedups.MessageBuffer, count: int) -> None:
+        """Count `count` bytes (at least one) read into `window`, which `receive_window`
+        gave. `parse` comes next, as after `receive_data`.
+        """
+        window.advance(count)
+        partial = self._partial
+        if partial is None or partial.buffer is not window:
+            # The message was streamed or given up while the read waited: what the read
+            # brought is received as any read is.
+            self.receive_data(window.read()[-count:])
+            return
+        self.wants_data = False
+        self._frame_left -= count
+        self._size += count
+        if not self._frame_left:
+            # That frame was the whole message; its size was checked against max_size
+            # when it started (`_next_frame`).
+            partial.complete = True
+            self._partial = None
+            self._size = 0
 
     def receive_eof(self, cause: BaseException | None = None) -> None:
         """Tell the protocol that the transport ended (EOF, reset, or aborted).

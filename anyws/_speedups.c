@@ -10,7 +10,8 @@
  * the protocol authority (see anyws/_protocol.py). Without this module, wsproto parses all.
  *
  * MessageBuffer: the payload of a big binary frame that arrives in many reads, copied as
- * each read comes into the bytes object that the application gets. */
+ * each read comes (or read straight, through its buffer interface) into the bytes object
+ * that the application gets. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -175,11 +176,16 @@ error:
  * Kept as pieces and joined at the end, a big message is in memory twice at its end (the
  * pieces and the joined copy); here it is once. The bytes object is allocated at its final
  * size and only handed out (value()) once full, after which it never changes: until then
- * nothing but this object refers to it. */
+ * nothing but this object refers to it.
+ *
+ * Its buffer interface is the part still to fill, writable: a socket's recv_into() reads
+ * straight into the message, and advance() counts what it read. The bytes object isn't
+ * shared while that part is exported: value() needs it full, and raises while exported. */
 typedef struct {
     PyObject_HEAD
     PyObject *data; /* bytes of the message's size, filled up to `filled` */
     Py_ssize_t filled;
+    Py_ssize_t exports; /* buffer views of the part to fill that weren't released */
 } MessageBuffer;
 
 static PyObject *
@@ -204,6 +210,7 @@ MessageBuffer_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
     self->filled = 0;
+    self->exports = 0;
     return (PyObject *)self;
 }
 
@@ -233,6 +240,21 @@ MessageBuffer_append(MessageBuffer *self, PyObject *arg)
 }
 
 static PyObject *
+MessageBuffer_advance(MessageBuffer *self, PyObject *arg)
+{
+    Py_ssize_t count = PyLong_AsSsize_t(arg);
+    if (count == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (count < 0 || count > PyBytes_GET_SIZE(self->data) - self->filled) {
+        PyErr_SetString(PyExc_ValueError, "count out of the part still to fill");
+        return NULL;
+    }
+    self->filled += count;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
 MessageBuffer_read(MessageBuffer *self, PyObject *Py_UNUSED(ignored))
 {
     return PyBytes_FromStringAndSize(PyBytes_AS_STRING(self->data), self->filled);
@@ -245,8 +267,35 @@ MessageBuffer_value(MessageBuffer *self, PyObject *Py_UNUSED(ignored))
         PyErr_SetString(PyExc_ValueError, "the message isn't complete");
         return NULL;
     }
+    if (self->exports) {
+        PyErr_SetString(PyExc_BufferError, "a view of the message is still exported");
+        return NULL;
+    }
     return Py_NewRef(self->data);
 }
+
+static int
+MessageBuffer_getbuffer(MessageBuffer *self, Py_buffer *view, int flags)
+{
+    char *start = PyBytes_AS_STRING(self->data) + self->filled;
+    Py_ssize_t length = PyBytes_GET_SIZE(self->data) - self->filled;
+    if (PyBuffer_FillInfo(view, (PyObject *)self, start, length, 0, flags) < 0) {
+        return -1;
+    }
+    self->exports++;
+    return 0;
+}
+
+static void
+MessageBuffer_releasebuffer(MessageBuffer *self, Py_buffer *Py_UNUSED(view))
+{
+    self->exports--;
+}
+
+static PyBufferProcs MessageBuffer_as_buffer = {
+    .bf_getbuffer = (getbufferproc)MessageBuffer_getbuffer,
+    .bf_releasebuffer = (releasebufferproc)MessageBuffer_releasebuffer,
+};
 
 static PyObject *
 MessageBuffer_get_size(MessageBuffer *self, void *Py_UNUSED(closure))
@@ -263,6 +312,8 @@ MessageBuffer_get_filled(MessageBuffer *self, void *Py_UNUSED(closure))
 static PyMethodDef MessageBuffer_methods[] = {
     {"append", (PyCFunction)MessageBuffer_append, METH_O,
      "Copy the next piece of the message in (ValueError past its size)."},
+    {"advance", (PyCFunction)MessageBuffer_advance, METH_O,
+     "Count `count` more bytes as filled (written through the buffer interface)."},
     {"read", (PyCFunction)MessageBuffer_read, METH_NOARGS,
      "A copy of what arrived so far, as bytes."},
     {"value", (PyCFunction)MessageBuffer_value, METH_NOARGS,
@@ -285,6 +336,7 @@ static PyTypeObject MessageBuffer_type = {
     .tp_doc = "A message of a known size, filled as its reads arrive.",
     .tp_methods = MessageBuffer_methods,
     .tp_getset = MessageBuffer_getset,
+    .tp_as_buffer = &MessageBuffer_as_buffer,
     .tp_new = MessageBuffer_new,
 };
 

@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
 from anyio.abc import SocketAttribute
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 
 class TrioSocketStream(anyio.abc.ByteStream):
@@ -71,6 +74,26 @@ class TrioSocketStream(anyio.abc.ByteStream):
             if not data:
                 raise anyio.EndOfStream
             return data
+
+    async def receive_into(self, buffer: Buffer) -> int:
+        """Wait until the socket is readable, then read at most `len(buffer)` bytes into
+        `buffer`; return how many. Semantics, cancel safety and errors as `receive`'s.
+        """
+        while True:
+            if self._closed:
+                raise anyio.ClosedResourceError
+            try:
+                await self._wait_readable(self._socket)
+                count = self._socket.recv_into(buffer)
+            except self._trio_closed_error:
+                raise anyio.ClosedResourceError from None
+            except BlockingIOError:  # pragma: no cover (readable, yet nothing: wait again)
+                continue
+            except OSError as exc:
+                raise anyio.BrokenResourceError from exc
+            if not count:
+                raise anyio.EndOfStream
+            return count
 
     def try_send(self, data: bytes) -> int:
         """Write as much of `data` as the socket takes now, without waiting; return how

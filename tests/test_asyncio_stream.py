@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
 from anyio.abc import SocketAttribute
 
-from anyws._asyncio_stream import BULK_READ, AsyncioStream, _BulkReads, _Protocol
+from anyws._asyncio_stream import BULK_READ, AsyncioStream, _BulkReads, _Protocol, _read_buffer
+from anyws._frames import MessageBuffer
+
+if TYPE_CHECKING:
+    from anyws._speedups import MessageBuffer as Window
+
+needs_accelerator = pytest.mark.skipif(MessageBuffer is None, reason="needs the C accelerator")
 
 pytestmark = pytest.mark.anyio
 
@@ -114,6 +120,50 @@ async def test_a_big_read_switches_to_bulk_reads_and_a_small_one_back() -> None:
     assert (
         await stream.receive(2**22) == b"small read" + b"b" * BULK_READ + b"B" * BULK_READ + b"tail"
     )
+
+
+@needs_accelerator
+async def test_reads_go_into_the_readers_window_once_everything_was_taken() -> None:
+    """While the reader offers a window, the transport reads into it (not after data
+    still waiting: order), and a view of it never outlives its read.
+    """
+    assert MessageBuffer is not None
+    stream, protocol, transport = make_stream(limit=2**22)
+    window = MessageBuffer(8)
+    offered: list[Window | None] = [window]
+    filled: list[int] = []
+
+    def on_window(target: Window, count: int) -> None:
+        assert target is window
+        window.advance(count)
+        filled.append(count)
+
+    stream.set_reader(lambda: None, lambda: offered[0], on_window)
+    protocol.data_received(b"waiting")
+    assert protocol.get_buffer(-1) is _read_buffer.view  # "waiting" comes first
+    assert stream.receive_nowait() == b"waiting"
+    view = protocol.get_buffer(-1)
+    assert len(view) == 8
+    view[:3] = b"abc"
+    protocol.buffer_updated(3)
+    assert filled == [3]
+    protocol.get_buffer(-1)  # a read that found nothing after all: no buffer_updated
+    view = protocol.get_buffer(-1)
+    view[:5] = b"defgh"
+    protocol.buffer_updated(5)
+    assert window.value() == b"abcdefgh"  # no view of it is left
+    # A big read while a window is offered doesn't start a bulk transfer.
+    offered[0] = MessageBuffer(4)
+    protocol.data_received(b"x")
+    assert protocol.get_buffer(-1) is _read_buffer.view
+    protocol.buffer_updated(BULK_READ)
+    assert transport.protocol is None
+    stream.receive_nowait()
+    protocol.get_buffer(-1)
+    protocol.connection_lost(None)  # a view out when the connection is lost: released
+    assert offered[0] is not None
+    offered[0].append(b"last")
+    assert offered[0].value() == b"last"
 
 
 async def test_bulk_reads_pass_every_event_on() -> None:

@@ -61,6 +61,7 @@ def encode(
 TEXT = st.text(max_size=40)
 BINARY = st.binary(max_size=40)
 SIZES = st.sampled_from([0, 1, 125, 126, 127, 200, 65535, 65536])
+PATTERN = bytes(range(251)) * 262  # 65,762 bytes; 251 is prime: no period at a power of two
 
 
 @st.composite
@@ -71,7 +72,8 @@ def messages(draw: st.DrawFn, *, long: bool = True) -> bytes:
     if draw(st.booleans()):
         payload, opcode = draw(TEXT).encode(), 0x1
     elif long and draw(st.integers(0, 9)) == 0:
-        payload, opcode = b"\x00" * draw(SIZES), 0x2
+        # Not constant, so that a byte read to the wrong place shows.
+        payload, opcode = PATTERN[: draw(SIZES)], 0x2
     else:
         payload, opcode = draw(BINARY), 0x2
     cuts = []
@@ -149,11 +151,16 @@ def streams(draw: st.DrawFn, *, deflate: bool, long: bool = True) -> bytes:
 class Observed:
     """What one protocol did: its results, trace and outgoing frames, step by step."""
 
-    def __init__(self, *, fast_path: bool, deflate: bool, max_size: int | None) -> None:
+    def __init__(
+        self, *, fast_path: bool, deflate: bool, max_size: int | None, trace: bool = True
+    ) -> None:
         self.trace: list[str] = []
         extensions = [negotiate_deflate([])] if deflate else []
         self.protocol = ClientProtocol[str](
-            extensions, max_size=max_size, trace=self.trace.append, fast_path=fast_path
+            extensions,
+            max_size=max_size,
+            trace=self.trace.append if trace else None,
+            fast_path=fast_path,
         )
         self.partials: list[PartialMessage] = []
         self.server = Connection(ConnectionType.SERVER)
@@ -241,15 +248,36 @@ def act(observed: Observed, action: str, argument: Any, stream: bytes, position:
     return []
 
 
+def read_into_window(fast: Observed, reference: Observed, chunk: bytes) -> int | None:
+    """As the driver reads over a socket: into the window the fast path offers, if any,
+    at most its size (the reference gets the same bytes); return how much was read, or
+    None without a window.
+    """
+    window = fast.protocol.receive_window()
+    if window is None or not chunk:
+        return None
+    with memoryview(window) as view:
+        count = min(len(chunk), len(view))
+        view[:count] = chunk[:count]
+    fast.protocol.received_into(window, count)
+    reference.protocol.receive_data(chunk[:count])
+    return count
+
+
 def compare(
     stream: bytes,
     actions: list[tuple[str, Any]],
     *,
     deflate: bool,
     max_size: int | None,
+    window: bool = False,
 ) -> None:
+    """Run the fast path and wsproto through the same actions and compare every step.
+    With `window`, reads go into `receive_window` when it offers one (without a trace:
+    it doesn't offer one to a traced protocol, whose trace shows every read).
+    """
     fast, reference = (
-        Observed(fast_path=fast_path, deflate=deflate, max_size=max_size)
+        Observed(fast_path=fast_path, deflate=deflate, max_size=max_size, trace=not window)
         for fast_path in (True, False)
     )
     position = 0
@@ -258,9 +286,19 @@ def compare(
     for step, (action, argument) in enumerate([*actions, *tail]):
         if action == "read" and not fast.protocol.wants_data:
             action, argument = "parse", 2  # as a driver does: read only what is wanted
-        results = [act(each, action, argument, stream, position) for each in (fast, reference)]
-        if action == "read":
-            position += argument
+        count = None
+        if action == "read" and window:
+            chunk = stream[position : position + argument]
+            count = read_into_window(fast, reference, chunk)
+        if count is not None:
+            # The driver parses right after a read: until then, what went into the window
+            # is in the message already, and what the reference read isn't.
+            position += count
+            results: list[Any] = [each.protocol.parse(None) for each in (fast, reference)]
+        else:
+            results = [act(each, action, argument, stream, position) for each in (fast, reference)]
+            if action == "read":
+                position += argument
         expected = reference.snapshot(results[1])
         assert fast.snapshot(results[0]) == expected, f"step {step}: {action} {argument!r}"
 
@@ -271,11 +309,12 @@ def compare(
     stream=streams(deflate=False),
     actions=st.lists(ACTIONS, max_size=40),
     max_size=st.sampled_from([None, 2**20, 100, 0]),
+    window=st.booleans(),
 )
 def test_fast_path_matches_wsproto(
-    stream: bytes, actions: list[tuple[str, Any]], max_size: int | None
+    stream: bytes, actions: list[tuple[str, Any]], max_size: int | None, window: bool
 ) -> None:
-    compare(stream, actions, deflate=False, max_size=max_size)
+    compare(stream, actions, deflate=False, max_size=max_size, window=window)
 
 
 @needs_accelerator
@@ -293,8 +332,12 @@ def test_fast_path_matches_wsproto_with_deflate(
 
 @needs_accelerator
 @given(stream=streams(deflate=False, long=False), room=st.one_of(st.none(), st.integers(1, 3)))
-def test_fast_path_matches_wsproto_split_at_every_byte(stream: bytes, room: int | None) -> None:
-    compare(stream, [("read", 1), ("parse", room)] * len(stream), deflate=False, max_size=2**20)
+@pytest.mark.parametrize("window", [False, True])
+def test_fast_path_matches_wsproto_split_at_every_byte(
+    stream: bytes, room: int | None, window: bool
+) -> None:
+    actions = [("read", 1), ("parse", room)] * len(stream)
+    compare(stream, actions, deflate=False, max_size=2**20, window=window)
 
 
 @needs_accelerator
@@ -373,6 +416,92 @@ def test_message_buffer() -> None:
     with pytest.raises(TypeError):
         buffer.append("text")  # type: ignore[arg-type]
     assert MessageBuffer(0).value() == b""
+
+
+@needs_accelerator
+def test_message_buffer_read_into() -> None:
+    """Its buffer interface is the part still to fill, writable; `advance` counts what was
+    written, and the message isn't handed out while a view of it is held.
+    """
+    assert MessageBuffer is not None
+    buffer = MessageBuffer(6)
+    buffer.append(b"ab")
+    with memoryview(buffer) as view:
+        assert (len(view), view.readonly) == (4, False)
+        view[:3] = b"cde"
+        with pytest.raises(ValueError, match="out of the part"):
+            buffer.advance(5)
+        with pytest.raises(ValueError, match="out of the part"):
+            buffer.advance(-1)
+        buffer.advance(3)
+        assert buffer.read() == b"abcde"
+        buffer.append(b"f")
+        with pytest.raises(BufferError, match="exported"):
+            buffer.value()
+    assert buffer.value() == b"abcdef"
+    assert len(memoryview(buffer)) == 0
+
+
+@needs_accelerator
+def test_a_binary_frame_read_into_its_message() -> None:
+    """The rest of a big binary frame goes straight into its message, read after read,
+    and never a byte of the next frame.
+    """
+    payload = bytes(range(251)) * 400
+    data = encode(0x82, payload) + encode(0x81, b"next")
+    protocol = ClientProtocol[str]()
+    protocol.receive_data(data[:1000])
+    (partial,) = protocol.parse(None)
+    assert isinstance(partial, PartialMessage)
+    position = 1000
+    while (window := protocol.receive_window()) is not None:
+        with memoryview(window) as view:
+            count = min(len(view), 30000)
+            view[:count] = data[position : position + count]
+        position += count
+        protocol.received_into(window, count)
+        assert protocol.parse(None) == []
+    assert position == len(data) - 6  # up to the next frame
+    assert partial.complete
+    assert partial.join() == payload
+    protocol.receive_data(data[position:])
+    assert protocol.parse(None) == ["next"]
+
+
+@needs_accelerator
+@pytest.mark.parametrize("action", ["stream", "abandon"])
+def test_a_message_streamed_while_read_into(action: str) -> None:
+    """A message streamed or given up while a read into it waited: what the read brought
+    is received as any read is (a fragment of the stream, or dropped).
+    """
+    payload = bytes(range(251)) * 400
+    data = encode(0x82, payload)
+    protocol = ClientProtocol[str]()
+    protocol.receive_data(data[:1000])
+    (partial,) = protocol.parse(None)
+    assert isinstance(partial, PartialMessage)
+    window = protocol.receive_window()
+    assert window is not None
+    getattr(partial, action)()
+    assert protocol.receive_window() is None
+    with memoryview(window) as view:
+        view[:5000] = data[1000:6000]
+    protocol.received_into(window, 5000)
+    assert protocol.parse(None) == []
+    expected = [payload[:990], payload[990:5990]] if action == "stream" else []
+    assert list(partial.fragments) == expected
+    protocol.receive_data(data[6000:])
+    assert protocol.parse(None) == []
+    assert partial.complete  # an abandoned message's frames are parsed, not kept
+
+
+@needs_accelerator
+def test_no_window_for_text_or_a_traced_protocol() -> None:
+    for opcode, trace in ((0x81, None), (0x82, print)):
+        protocol = ClientProtocol[str](trace=trace)
+        protocol.receive_data(encode(opcode, b"x" * 70000)[:1000])
+        assert len(protocol.parse(None)) == 1
+        assert protocol.receive_window() is None
 
 
 @pytest.mark.parametrize(

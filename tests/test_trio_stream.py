@@ -46,45 +46,66 @@ async def connected() -> AsyncIterator[tuple[TrioSocketStream, anyio.abc.SocketS
             yield client, server
 
 
-async def test_receive_returns_what_arrived_and_end_of_stream_at_eof() -> None:
+@pytest.fixture(params=["receive", "receive_into"])
+def receive(request: pytest.FixtureRequest) -> Callable[..., Awaitable[bytes]]:
+    """Read with `receive`, or with `receive_into` (into a buffer of `max_bytes`)."""
+
+    async def receive_into(client: TrioSocketStream, max_bytes: int = 65536) -> bytes:
+        buffer = bytearray(max_bytes)
+        return bytes(buffer[: await client.receive_into(buffer)])
+
+    if request.param == "receive":
+        return TrioSocketStream.receive
+    return receive_into
+
+
+async def test_receive_returns_what_arrived_and_end_of_stream_at_eof(
+    receive: Callable[..., Awaitable[bytes]],
+) -> None:
     async with connected() as (client, server):
         await server.send(b"hello")
-        assert await client.receive() == b"hello"
+        assert await receive(client) == b"hello"
         await server.send(b"0123456789")
-        assert await client.receive(4) == b"0123"  # at most max_bytes
-        assert await client.receive() == b"456789"
+        assert await receive(client, 4) == b"0123"  # at most max_bytes
+        assert await receive(client) == b"456789"
         await server.send_eof()
         with pytest.raises(anyio.EndOfStream):
-            await client.receive()
+            await receive(client)
 
 
-async def test_a_receive_that_waits_reads_once_data_arrives() -> None:
+async def test_a_receive_that_waits_reads_once_data_arrives(
+    receive: Callable[..., Awaitable[bytes]],
+) -> None:
     async with connected() as (client, server), anyio.create_task_group() as tg:
         received: list[bytes] = []
 
-        async def receive() -> None:
-            received.append(await client.receive())
+        async def wait_and_receive() -> None:
+            received.append(await receive(client))
 
-        tg.start_soon(receive)
+        tg.start_soon(wait_and_receive)
         await trio.testing.wait_all_tasks_blocked()
         assert received == []
         await server.send(b"late")
     assert received == [b"late"]
 
 
-async def test_a_receive_cancelled_while_waiting_reads_nothing() -> None:
+async def test_a_receive_cancelled_while_waiting_reads_nothing(
+    receive: Callable[..., Awaitable[bytes]],
+) -> None:
     async with connected() as (client, server):
         with anyio.move_on_after(0):
-            await client.receive()
+            await receive(client)
         await server.send(b"kept")
-        assert await client.receive() == b"kept"
+        assert await receive(client) == b"kept"
 
 
-async def test_a_receive_or_send_during_or_after_aclose_raises_closed_resource_error() -> None:
+async def test_a_receive_or_send_during_or_after_aclose_raises_closed_resource_error(
+    receive: Callable[..., Awaitable[bytes]],
+) -> None:
     async with connected() as (client, _server):
         client._socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         calls: dict[str, Callable[[], Awaitable[object]]] = {
-            "receive": client.receive,
+            "receive": lambda: receive(client),
             "send": lambda: client.send(b"x" * 2**23),  # more than the socket takes: waits
         }
         raised: list[str] = []
@@ -106,14 +127,16 @@ async def test_a_receive_or_send_during_or_after_aclose_raises_closed_resource_e
                 await call()
 
 
-async def test_a_reset_connection_is_broken_resource_error_caused_by_the_os_error() -> None:
+async def test_a_reset_connection_is_broken_resource_error_caused_by_the_os_error(
+    receive: Callable[..., Awaitable[bytes]],
+) -> None:
     async with connected() as (client, server):
         raw = server.extra(SocketAttribute.raw_socket)
         # SO_LINGER with a zero timeout: closing sends RST instead of FIN.
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         await server.aclose()
         with pytest.raises(anyio.BrokenResourceError) as caught:
-            await client.receive()
+            await receive(client)
         assert isinstance(caught.value.__cause__, ConnectionResetError)
 
 
