@@ -29,7 +29,7 @@ import ssl
 import sys
 import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import anyio.abc
@@ -83,8 +83,8 @@ class _Protocol(asyncio.BufferedProtocol):
         self.drain_waiters: list[asyncio.Future[None]] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport, though not always an `asyncio.Transport`: uvloop's aren't.
+        self.transport = cast(asyncio.Transport, transport)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         self.drop_window()  # a read into it that failed, or found nothing after all
@@ -98,10 +98,10 @@ class _Protocol(asyncio.BufferedProtocol):
         return _read_buffer.view
 
     def drop_window(self) -> None:
-        # The view must go before the message is handed out (it is exported until then).
-        if self.window_view is not None:
-            self.window_view.release()
-            self.window = self.window_view = None
+        # The message isn't handed out while a view of it is exported: the view goes with
+        # its last reference. Not `release()`: uvloop holds the view until `buffer_updated`
+        # has returned (asyncio only until the read is done).
+        self.window = self.window_view = None
 
     def buffer_updated(self, nbytes: int) -> None:
         window = self.window
@@ -408,7 +408,6 @@ async def connect(
         if local_host is not None:
             race["local_addr"] = (local_host, 0)
         transport, _ = await loop.create_connection(lambda: protocol, host, port, **race, **tls)
-    assert isinstance(transport, asyncio.Transport)
     return AsyncioStream(transport, protocol)
 
 

@@ -122,6 +122,13 @@ async def test_a_big_read_switches_to_bulk_reads_and_a_small_one_back() -> None:
     )
 
 
+def read(protocol: _Protocol, data: bytes) -> None:
+    """A read as the transport makes it: its buffer goes when the read is done."""
+    buffer = protocol.get_buffer(-1)
+    buffer[: len(data)] = data
+    protocol.buffer_updated(len(data))
+
+
 @needs_accelerator
 async def test_reads_go_into_the_readers_window_once_everything_was_taken() -> None:
     """While the reader offers a window, the transport reads into it (not after data
@@ -142,15 +149,11 @@ async def test_reads_go_into_the_readers_window_once_everything_was_taken() -> N
     protocol.data_received(b"waiting")
     assert protocol.get_buffer(-1) is _read_buffer.view  # "waiting" comes first
     assert stream.receive_nowait() == b"waiting"
-    view = protocol.get_buffer(-1)
-    assert len(view) == 8
-    view[:3] = b"abc"
-    protocol.buffer_updated(3)
+    assert len(protocol.get_buffer(-1)) == 8
+    read(protocol, b"abc")
     assert filled == [3]
     protocol.get_buffer(-1)  # a read that found nothing after all: no buffer_updated
-    view = protocol.get_buffer(-1)
-    view[:5] = b"defgh"
-    protocol.buffer_updated(5)
+    read(protocol, b"defgh")
     assert window.value() == b"abcdefgh"  # no view of it is left
     # A big read while a window is offered doesn't start a bulk transfer.
     offered[0] = MessageBuffer(4)
