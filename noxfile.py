@@ -1,7 +1,8 @@
 """Sessions: `nox` runs tests on every Python this machine has (each on both backends, with
-branch coverage held at 100 %), the suite once more on the pure-Python fallback, lint,
-typecheck, the docs build, the Autobahn selection and a benchmark smoke run. `nox -s demo`
-runs the demo, `nox -s bench` the benchmark (its tables and chart go to the docs)."""
+branch coverage held at 100 %), the suite once more on the pure-Python fallback, its
+asyncio tests once more on uvloop, lint, typecheck, the docs build, the Autobahn selection
+and a benchmark smoke run. `nox -s demo` runs the demo, `nox -s bench` the benchmark (its
+tables and chart go to the docs)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ nox.options.sessions = [
     "tests",
     "coverage",
     "tests_pure_python",
+    "tests_uvloop",
     "lint",
     "typecheck",
     "docs",
@@ -71,6 +73,13 @@ def tests_pure_python(session: nox.Session) -> None:
     without a compiler), on both backends."""
     install_group(session, "test")
     session.run("pytest", "-q", *session.posargs, env={"ANYWS_NO_SPEEDUPS": "1"})
+
+
+@nox.session(python="3.11")
+def tests_uvloop(session: nox.Session) -> None:
+    """The suite's asyncio tests once more on uvloop's event loop."""
+    install_group(session, "test")
+    session.run("pytest", "-q", *session.posargs, env={"ANYWS_TEST_UVLOOP": "1"})
 
 
 @nox.session(python="3.11")

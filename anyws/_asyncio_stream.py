@@ -398,11 +398,13 @@ async def connect(
         assert host is not None
         assert port is not None
         # Happy eyeballs (RFC 8305) races the addresses a name resolves to; an address
-        # literal has one, and the race would only add tasks.
+        # literal has one, and the race would only add tasks. Only asyncio's own event
+        # loop has the options: uvloop tries the addresses one at a time.
         race: dict[str, Any] = {}
-        if happy_eyeballs_delay is not None and not _is_ip_address(host):
+        standard_loop = isinstance(loop, asyncio.BaseEventLoop)
+        if happy_eyeballs_delay is not None and standard_loop and not _is_ip_address(host):
             race["happy_eyeballs_delay"] = happy_eyeballs_delay
-        if sys.version_info >= (3, 12):
+        if sys.version_info >= (3, 12) and standard_loop:
             # Every address's error, not only a summary of them (see _transport.connect_error).
             race["all_errors"] = True
         if local_host is not None:

@@ -103,7 +103,8 @@ class Options:
         local_host: the local address (or a name resolving to it) to bind the TCP
             socket to before connecting, e.g. to pick an interface; None: any.
         happy_eyeballs_delay: seconds before trying the next address while the previous
-            attempt is still pending (RFC 8305); None tries one address at a time.
+            attempt is still pending (RFC 8305); None tries one address at a time, as
+            uvloop's event loop always does (it has no such option).
     """
 
     additional_headers: HeadersLike | None = None

@@ -4,6 +4,7 @@ raw TCP servers, an in-memory transport, and TLS material from trustme."""
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import ssl
 import sys
@@ -25,10 +26,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 import anyws
 from anyws.testing import Accept, Handler, echo, serve
 
+# ANYWS_TEST_UVLOOP=1 (nox's tests_uvloop session): the asyncio tests on uvloop's event
+# loop, which differs where a transport's details show, and no trio tests.
+BACKENDS: list[Any] = (
+    [("asyncio", {"use_uvloop": True})]
+    if os.environ.get("ANYWS_TEST_UVLOOP")
+    else ["asyncio", "trio"]
+)
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+
+@pytest.fixture(
+    params=BACKENDS, ids=lambda backend: backend if isinstance(backend, str) else "uvloop"
+)
+def anyio_backend(request: pytest.FixtureRequest) -> Any:
+    return request.param
 
 
 # -- our own server ---------------------------------------------------------------------

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import anyio
 import anyio.abc
@@ -38,13 +37,15 @@ def socks_proxy() -> Iterator[tuple[int, int]]:
     """Two pproxy servers: (a SOCKS5 port requiring credentials, a SOCKS4/5 port without).
 
     `--auth 0` makes pproxy check the credentials on every connection (by default it
-    remembers an address that authenticated once).
+    remembers an address that authenticated once). pproxy runs without uvloop (a test
+    dependency): with it, pproxy installs uvloop's policy and then fails to get a loop.
     """
     ports = free_port(), free_port()
-    pproxy = Path(sys.executable).with_name("pproxy")
     process = subprocess.Popen(
         [
-            str(pproxy),
+            sys.executable,
+            "-c",
+            "import sys; sys.modules['uvloop'] = None; from pproxy.server import main; main()",
             "--auth",
             "0",
             "-l",

@@ -1,7 +1,7 @@
 """The client on uvloop, asyncio's most used event loop replacement, over real loopback
 sockets: its transports aren't `asyncio.Transport` instances, and it holds the buffer a
 `BufferedProtocol` gives it until `buffer_updated` has returned. These tests are about
-that event loop only (its own backend, asyncio, runs the whole suite).
+that event loop only; nox's `tests_uvloop` session runs all the asyncio tests on it too.
 """
 
 from __future__ import annotations

@@ -197,8 +197,9 @@ class _Pipe:
         async with self._write_lock:
             if not self._eof_sent:
                 self._eof_sent = True
-                # trio's shutdown() raises a bare OSError once the peer reset the socket.
-                with contextlib.suppress(*_GONE, OSError):
+                # Once the peer reset the socket, trio's shutdown() raises a bare OSError,
+                # and uvloop's transport (closed then) a RuntimeError.
+                with contextlib.suppress(*_GONE, OSError, RuntimeError):
                     await self.destination.send_eof()
 
 
@@ -211,8 +212,7 @@ class _Link:
 
     async def reset(self) -> None:
         for end in self.ends:
-            with contextlib.suppress(OSError):  # closed already
-                await close_stream(end, reset=True)
+            await close_stream(end, reset=True)
         self.scope.cancel()
 
 

@@ -145,8 +145,10 @@ async def close_stream(stream: anyio.abc.ByteStream, *, reset: bool = False) -> 
     if reset:
         sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
         if sock is not None and sock.family != socket.AF_UNIX:
-            # SO_LINGER with a zero timeout: close() sends RST instead of FIN.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            # SO_LINGER with a zero timeout: close() sends RST instead of FIN. A socket
+            # closed already raises OSError, or ValueError on uvloop (its stand-in socket).
+            with contextlib.suppress(OSError, ValueError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     with anyio.CancelScope(shield=True):
         await stream.aclose()
 
