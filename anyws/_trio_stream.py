@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.abc
@@ -32,6 +32,9 @@ from anyio.abc import SocketAttribute
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
+
+_Argument = TypeVar("_Argument")
+_Read = TypeVar("_Read", bytes, int)
 
 
 class TrioSocketStream(anyio.abc.ByteStream):
@@ -59,41 +62,31 @@ class TrioSocketStream(anyio.abc.ByteStream):
             BrokenResourceError: the connection broke (the `OSError` is the cause).
             ClosedResourceError: the stream was closed, also while this call waited.
         """
-        while True:
-            if self._closed:
-                raise anyio.ClosedResourceError
-            try:
-                await self._wait_readable(self._socket)
-                data = self._socket.recv(max_bytes)
-            except self._trio_closed_error:
-                raise anyio.ClosedResourceError from None
-            except BlockingIOError:  # pragma: no cover (readable, yet nothing: wait again)
-                continue
-            except OSError as exc:
-                raise anyio.BrokenResourceError from exc
-            if not data:
-                raise anyio.EndOfStream
-            return data
+        return await self._read(self._socket.recv, max_bytes)
 
     async def receive_into(self, buffer: Buffer) -> int:
         """Wait until the socket is readable, then read at most `len(buffer)` bytes into
-        `buffer`; return how many. Semantics, cancel safety and errors as `receive`'s.
+        `buffer`; return how many. Cancel safety and errors as `receive`'s.
         """
+        return await self._read(self._socket.recv_into, buffer)
+
+    async def _read(self, read: Callable[[_Argument], _Read], argument: _Argument) -> _Read:
+        # Nothing read (b"" or 0) is the end of the stream.
         while True:
             if self._closed:
                 raise anyio.ClosedResourceError
             try:
                 await self._wait_readable(self._socket)
-                count = self._socket.recv_into(buffer)
+                result = read(argument)
             except self._trio_closed_error:
                 raise anyio.ClosedResourceError from None
             except BlockingIOError:  # pragma: no cover (readable, yet nothing: wait again)
                 continue
             except OSError as exc:
                 raise anyio.BrokenResourceError from exc
-            if not count:
+            if not result:
                 raise anyio.EndOfStream
-            return count
+            return result
 
     def try_send(self, data: bytes) -> int:
         """Write as much of `data` as the socket takes now, without waiting; return how

@@ -372,6 +372,18 @@ def test_whole_messages_skip_wsproto() -> None:
     assert len(protocol._ws._proto._frame_decoder.buffer) == 0
 
 
+def start_binary_message(payload: bytes) -> tuple[bytes, ClientProtocol[str], PartialMessage]:
+    """A protocol that received the first 1,000 bytes of a binary frame of `payload` and
+    started its message; the frame's bytes.
+    """
+    data = encode(0x82, payload)
+    protocol = ClientProtocol[str]()
+    protocol.receive_data(data[:1000])
+    (partial,) = protocol.parse(None)
+    assert isinstance(partial, PartialMessage)
+    return data, protocol, partial
+
+
 @needs_accelerator
 def test_a_binary_frame_in_many_reads_fills_one_buffer() -> None:
     """A binary message that arrives read after read is copied into the bytes object that
@@ -379,11 +391,7 @@ def test_a_binary_frame_in_many_reads_fills_one_buffer() -> None:
     whose decoding failed takes it again).
     """
     payload = bytes(range(256)) * 300
-    data = encode(0x82, payload)
-    protocol = ClientProtocol[str]()
-    protocol.receive_data(data[:1000])
-    (partial,) = protocol.parse(None)
-    assert isinstance(partial, PartialMessage)
+    data, protocol, partial = start_binary_message(payload)
     assert partial.buffer is not None
     assert partial.buffer.filled == 1000 - 10
     assert not partial.fragments
@@ -448,11 +456,8 @@ def test_a_binary_frame_read_into_its_message() -> None:
     and never a byte of the next frame.
     """
     payload = bytes(range(251)) * 400
-    data = encode(0x82, payload) + encode(0x81, b"next")
-    protocol = ClientProtocol[str]()
-    protocol.receive_data(data[:1000])
-    (partial,) = protocol.parse(None)
-    assert isinstance(partial, PartialMessage)
+    data, protocol, partial = start_binary_message(payload)
+    data += encode(0x81, b"next")
     position = 1000
     while (window := protocol.receive_window()) is not None:
         with memoryview(window) as view:
@@ -475,11 +480,7 @@ def test_a_message_streamed_while_read_into(action: str) -> None:
     is received as any read is (a fragment of the stream, or dropped).
     """
     payload = bytes(range(251)) * 400
-    data = encode(0x82, payload)
-    protocol = ClientProtocol[str]()
-    protocol.receive_data(data[:1000])
-    (partial,) = protocol.parse(None)
-    assert isinstance(partial, PartialMessage)
+    data, protocol, partial = start_binary_message(payload)
     window = protocol.receive_window()
     assert window is not None
     getattr(partial, action)()
