@@ -263,14 +263,19 @@ async def test_unix_connect_with_tls(
 
 # -- bulk transfers ---------------------------------------------------------------------
 
-# Big messages between small ones: on asyncio, big reads switch the transport to bulk
-# reads and small ones back (tests/test_asyncio_stream.py has the switch step by step).
+# Big messages between small ones: on asyncio, big compressed reads switch the transport
+# to bulk reads and small ones back; uncompressed, the rest of a big frame is read into
+# its message (tests/test_asyncio_stream.py has both step by step).
 BULK_AND_SMALL = [2**20, 10, 300_000, 1, 2**18 + 3, 0, 2**21, 5]
 
 
+@pytest.mark.parametrize("compression", ["deflate", None])
 @pytest.mark.parametrize("transport", ["tcp", "tls", "unix"])
 async def test_bulk_transfers_between_small_messages(
-    transport: str, server_ssl_context: ssl.SSLContext, client_ssl_context: ssl.SSLContext
+    transport: str,
+    compression: str | None,
+    server_ssl_context: ssl.SSLContext,
+    client_ssl_context: ssl.SSLContext,
 ) -> None:
     messages = [os.urandom(size) for size in BULK_AND_SMALL]
     with tempfile.TemporaryDirectory() as directory:
@@ -278,7 +283,9 @@ async def test_bulk_transfers_between_small_messages(
         async with contextlib.AsyncExitStack() as stack:
             if transport == "unix":
                 await stack.enter_async_context(websockets_server(unix_path=path, max_size=None))
-                ws = await stack.enter_async_context(anyws.unix_connect(path, max_size=None))
+                ws = await stack.enter_async_context(
+                    anyws.unix_connect(path, max_size=None, compression=compression)
+                )
             else:
                 context = server_ssl_context if transport == "tls" else None
                 uri = await stack.enter_async_context(
@@ -286,7 +293,7 @@ async def test_bulk_transfers_between_small_messages(
                 )
                 client_context = client_ssl_context if transport == "tls" else None
                 ws = await stack.enter_async_context(
-                    anyws.connect(uri, max_size=None, ssl=client_context)
+                    anyws.connect(uri, max_size=None, ssl=client_context, compression=compression)
                 )
             for message in messages:  # one at a time: each echo read in reads of its own
                 await ws.send(message)
