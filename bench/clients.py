@@ -811,6 +811,9 @@ CLIENTS: dict[str, tuple[Callable[[str], dict[str, Workload]], str]] = {
     "anyws-trio": (anyws_client, "trio"),
     "websockets-asyncio": (websockets_client, "asyncio"),
     "websockets-trio": (websockets_client, "trio"),
+    # The asyncio clients on uvloop's event loop.
+    "anyws-uvloop": (anyws_client, "uvloop"),
+    "websockets-uvloop": (websockets_client, "uvloop"),
     "aiohttp": (aiohttp_client, "asyncio"),
     "trio-websocket": (trio_websocket_client, "trio"),
     "httpx-ws": (httpx_ws_client, "asyncio"),
@@ -826,6 +829,8 @@ def main() -> None:
     count = int(count_text)
     if backend == "trio":
         import trio  # the event loop's import isn't the library's
+    elif backend == "uvloop":
+        import uvloop
 
     import_started = time.process_time()
     workloads = factory(backend)
@@ -850,7 +855,12 @@ def main() -> None:
     profiler = cProfile.Profile() if profile_path else None
     if profiler is not None:
         profiler.enable()
-    result = trio.run(function) if backend == "trio" else asyncio.run(function())
+    if backend == "trio":
+        result = trio.run(function)
+    elif backend == "uvloop":
+        result = uvloop.run(function())
+    else:
+        result = asyncio.run(function())
     if profiler is not None and profile_path:
         profiler.disable()
         profiler.dump_stats(profile_path)

@@ -39,6 +39,8 @@ CLIENTS = [
     "anyws-trio",
     "websockets-asyncio",
     "websockets-trio",
+    "anyws-uvloop",
+    "websockets-uvloop",
     "aiohttp",
     "trio-websocket",
     "httpx-ws",
