@@ -77,7 +77,6 @@ class _Protocol(asyncio.BufferedProtocol):
         self.window_source: Callable[[], Window | None] | None = None
         self.on_window: Callable[[Window, int], None] | None = None
         self.window: Window | None = None
-        self.window_view: memoryview | None = None
         # Every task waiting for the write buffer to drain has a future of its own: a
         # cancelled waiter cancels its future, which mustn't wake the others.
         self.drain_waiters: list[asyncio.Future[None]] = []
@@ -87,26 +86,21 @@ class _Protocol(asyncio.BufferedProtocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        self.drop_window()  # a read into it that failed, or found nothing after all
+        self.window = None  # a read into it that failed, or found nothing after all
         if self.window_source is not None and not self.chunks:
             # Everything read before was taken: the next bytes may go to the driver's window.
             window = self.window_source()
             if window is not None:
                 self.window = window
-                self.window_view = memoryview(window)
-                return self.window_view
+                # Only the transport holds the view, until the read is done (uvloop: until
+                # `buffer_updated` has returned); the message isn't handed out before.
+                return memoryview(window)
         return _read_buffer.view
-
-    def drop_window(self) -> None:
-        # The message isn't handed out while a view of it is exported: the view goes with
-        # its last reference. Not `release()`: uvloop holds the view until `buffer_updated`
-        # has returned (asyncio only until the read is done).
-        self.window = self.window_view = None
 
     def buffer_updated(self, nbytes: int) -> None:
         window = self.window
         if window is not None:
-            self.drop_window()
+            self.window = None
             assert self.on_window is not None  # set with `window_source`
             self.on_window(window, nbytes)
             return
@@ -137,7 +131,6 @@ class _Protocol(asyncio.BufferedProtocol):
         return True  # keep the transport open for writing: the close frame may follow
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.drop_window()
         self.lost = True
         self.exception = exc
         self.wake_reader()

@@ -162,8 +162,8 @@ async def test_reads_go_into_the_readers_window_once_everything_was_taken() -> N
     protocol.buffer_updated(BULK_READ)
     assert transport.protocol is None
     stream.receive_nowait()
-    protocol.get_buffer(-1)
-    protocol.connection_lost(None)  # a view out when the connection is lost: released
+    protocol.get_buffer(-1)  # a read that ended without `buffer_updated`: the connection
+    protocol.connection_lost(None)  # was lost, and no view of the window is left
     assert offered[0] is not None
     offered[0].append(b"last")
     assert offered[0].value() == b"last"
