@@ -441,9 +441,7 @@ class ClientProtocol(Generic[W]):
         if not self._frame_left:
             # That frame was the whole message; its size was checked against max_size
             # when it started (`_next_frame`).
-            partial.complete = True
-            self._partial = None
-            self._size = 0
+            self._finish_message(partial)
 
     def receive_eof(self, cause: BaseException | None = None) -> None:
         """Tell the protocol that the transport ended (EOF, reset, or aborted).
@@ -688,10 +686,14 @@ class ClientProtocol(Generic[W]):
         if chunk and not partial.abandoned:
             partial.add(chunk)
         if event.message_finished:
-            partial.complete = True
-            self._partial = None
-            self._size = 0
+            self._finish_message(partial)
         return started
+
+    def _finish_message(self, partial: PartialMessage) -> None:
+        # Its last fragment arrived: the next data frame starts a new message (§5.4).
+        partial.complete = True
+        self._partial = None
+        self._size = 0
 
     def _abandon_partial(self) -> None:
         # The message being received will never be complete.
