@@ -338,10 +338,14 @@ class AsyncioStream(anyio.abc.ByteStream):
         """`aclose()` without awaiting: abort the transport now."""
         if not self._closed:
             self._closed = True
-            self._protocol.on_readable = None  # the reader closed it, or is gone
+            # The reader closed it, or is gone. The callbacks are bound to the connection,
+            # which holds this stream: dropped, they leave no cycle for the collector, and
+            # the connection is freed as soon as the application lets go of it.
+            protocol = self._protocol
+            protocol.on_readable = protocol.window_source = protocol.on_window = None
             self._transport.abort()
-            self._protocol.wake_reader()
-            self._protocol.wake_writer()
+            protocol.wake_reader()
+            protocol.wake_writer()
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:

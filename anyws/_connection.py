@@ -329,6 +329,7 @@ class ClientConnection:
 
     # Slots: a program holding thousands of connections pays for each one's attributes.
     __slots__ = (
+        "__weakref__",  # a registry of open connections (a WeakSet) is a common need
         "_awaiting_whole",
         "_close_timer",
         "_direct",

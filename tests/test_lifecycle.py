@@ -6,9 +6,12 @@ however well the data compresses, a peer that stopped reading released within
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 import tracemalloc
+import weakref
+from contextlib import nullcontext
 from typing import Any
 
 import anyio
@@ -227,3 +230,36 @@ async def test_close_accepts_reason_none(echo_uri: str) -> None:
         await ws.close(1000, None)
         assert ws.closed
         assert ws.close_code == 1000
+
+
+class LeftTheBlock(Exception):
+    pass
+
+
+@pytest.mark.parametrize("ending", ["client closes", "server closes", "block raises"])
+async def test_a_closed_connection_is_freed_without_the_cycle_collector(ending: str) -> None:
+    # Thousands of short connections must not each wait for a GC pass: once closed and let
+    # go of, nothing inside (stream callbacks, timers, tasks) may still point back at it.
+    async def handler(connection: ServerConnection) -> None:
+        await connection.send("hello")
+        if ending == "server closes":
+            await connection.close(1001, "going")
+        else:
+            await connection.wait_closed()
+
+    gc.collect()
+    gc.disable()
+    try:
+        async with serve(handler) as server:
+            with pytest.raises(LeftTheBlock) if ending == "block raises" else nullcontext():
+                async with anyws.connect(server.uri) as ws:
+                    assert await ws.recv() == "hello"
+                    if ending == "server closes":
+                        await ws.wait_closed()
+                    elif ending == "block raises":
+                        raise LeftTheBlock
+            freed = weakref.ref(ws)
+            del ws
+            assert freed() is None
+    finally:
+        gc.enable()
