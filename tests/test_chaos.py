@@ -174,6 +174,11 @@ class ChaosMachine(RuleBasedStateMachine):
     @rule(reading=st.booleans())
     def server_reading(self, reading: bool) -> None:
         self.server_reads = reading
+        if not reading and self.closing is not None and not self.closing.done():
+            # The closing handshake runs in the background: if it hasn't yet looked at
+            # whether the server reads, it now closes TCP right after its Close frame, as
+            # `server_closes` describes, and a reset may lose that frame on its way.
+            self.lossy = True
         change = self.connection.resume_reading if reading else self.connection.stop_reading
         self.portal.call(change)  # events belong to the event loop's thread
 
@@ -361,4 +366,24 @@ def test_regression_fragments_after_a_reset(machine: type[ChaosMachine]) -> None
     state.reset(after=None)
     state.server_sends(burst=[("0", "0")])
     state.server_sends(burst=[b""])
+    state.teardown()
+
+
+@pytest.mark.parametrize("machine", [AsyncioChaos, TrioChaos])
+def test_regression_stop_reading_while_the_server_closes(machine: type[ChaosMachine]) -> None:
+    # The model counted a close as clean when the server stopped reading only after the
+    # close had started: its background task could still see reading stopped and close TCP
+    # at once, and the reset lost the Close frame in flight (1006 instead of 4000).
+    state = machine()
+    state.connect(max_queue=None, compression=False)
+    state.client_sends(message="\U000e5dd2¯º\U000efb13")
+    state.server_closes(code=4000)
+    state.server_reading(reading=False)
+    state.network(chunk_size=1, delay=0, seed=None, toward_client=True)
+    state.network(chunk_size=1, delay=0, seed=8533, toward_client=False)
+    state.client_sends(message="\U000e5dd2¯º\U000efb13")
+    state.server_receives()
+    state.client_sends(message=b"\x85E'")
+    state.network(chunk_size=None, delay=0, seed=None, toward_client=True)
+    state.server_receives()
     state.teardown()
