@@ -7,7 +7,6 @@ the tasks never raise, and the user's exception is never handed to the task grou
 from __future__ import annotations
 
 import logging
-import math
 import os
 import sys
 from collections.abc import Generator, Mapping
@@ -196,19 +195,13 @@ class _WebSocketContext:
         assert connection is not None  # entered
         self._connection = None
         self._task_group = None
-        cancelled = exc is not None and isinstance(exc, anyio.get_cancelled_exc_class())
-        # The close path is shielded from the cancellation that may be ending the block,
-        # and bounded by close_timeout instead.
-        close_timeout = self._options.limits.close_timeout
-        deadline = math.inf if close_timeout is None else connection._now() + close_timeout
-        with anyio.CancelScope(shield=True, deadline=deadline):
-            if exc is None:
-                await connection._close_on_exit(1000, wait=True)
-            elif cancelled:
-                # Going away (RFC 6455 §7.4.1); don't keep the canceller waiting for a reply.
-                await connection._close_on_exit(1001, wait=False)
-            else:
-                await connection._close_on_exit(1011, wait=True)
+        if exc is None:
+            await connection._close_on_exit(1000, wait=True)
+        elif isinstance(exc, anyio.get_cancelled_exc_class()):
+            # Going away (RFC 6455 §7.4.1); don't keep the canceller waiting for a reply.
+            await connection._close_on_exit(1001, wait=False)
+        else:
+            await connection._close_on_exit(1011, wait=True)
         # The transport is closed, so every task ends by itself when next scheduled (their
         # loops end on `_transport_closed`). The user's exception is not handed to the task
         # group: it would wrap it in an ExceptionGroup on trio. The children never raise,

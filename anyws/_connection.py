@@ -883,21 +883,37 @@ class ClientConnection:
 
     async def _close_on_exit(self, code: int, *, wait: bool) -> None:
         """Close when the `async with` block ends: the full handshake if `wait`, else (the
-        block was cancelled) only as long as it takes to write our close frame. Runs in the
-        task that leaves the block, in a shielded scope whose deadline is `close_timeout`.
+        block was cancelled) only as long as it takes to write our close frame. Shielded
+        from the cancellation that may be ending the block, and bounded by `close_timeout`
+        instead. Never raises.
         """
-        self._start_closing(code, "")
-        try:
-            if wait:
-                await self._transport_closed.wait()
-            else:
-                await self._flush()
-        finally:
-            await self._abort(
-                None
-                if wait
-                else ConnectionAbortedError("closed without waiting: the block was cancelled")
-            )
+        cause = (
+            None
+            if wait
+            else ConnectionAbortedError("closed without waiting: the block was cancelled")
+        )
+        deadline = math.inf
+        close_timeout = self._limits.close_timeout
+        if close_timeout is not None:
+            direct = self._direct
+            if direct is None:
+                deadline = self._now() + close_timeout
+            elif self._close_timer is None and not self._transport_closed.is_set():
+                # On asyncio's own stream the event loop's timer keeps the bound (and goes on
+                # to bound the wait for the server's TCP close): a scope's deadline would be
+                # a second timer, a twentieth of a short connection's cost.
+                self._close_timer = self._loop.call_later(
+                    close_timeout, self._end_reading, direct, cause or _CloseTimeout()
+                )
+        with anyio.CancelScope(shield=True, deadline=deadline):
+            self._start_closing(code, "")
+            try:
+                if wait:
+                    await self._transport_closed.wait()
+                else:
+                    await self._flush()
+            finally:
+                await self._abort(cause)
 
     def _start_closing(self, code: int, reason: str | None) -> None:
         self._protocol.send_close(code, reason)  # commits a pending failure instead, if any

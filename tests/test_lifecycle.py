@@ -152,6 +152,12 @@ async def test_a_peer_that_stopped_reading_is_released_within_close_timeout(leav
         assert ws.closed
         assert ws.close_code == 1006
         assert exit_time < close_timeout + 0.5
+        with pytest.raises(ConnectionClosedError) as caught:
+            await ws.recv()
+        if leave == "cancelled":
+            assert isinstance(caught.value.__cause__, ConnectionAbortedError)
+        else:
+            assert "closing handshake" in str(caught.value.__cause__)
         # The socket is released, not left to flush what the peer will never read.
         await anyio.lowlevel.checkpoint()  # asyncio closes it in a callback
         assert sock.fileno() == -1
