@@ -24,7 +24,6 @@ until the buffer is empty.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import ssl
 import sys
 import threading
@@ -34,6 +33,8 @@ from typing import TYPE_CHECKING, Any, cast
 import anyio
 import anyio.abc
 from anyio.abc import SocketAttribute
+
+from ._url import ip_family
 
 if TYPE_CHECKING:
     from ._speedups import MessageBuffer as Window
@@ -399,7 +400,7 @@ async def connect(
         # loop has the options: uvloop tries the addresses one at a time.
         race: dict[str, Any] = {}
         standard_loop = isinstance(loop, asyncio.BaseEventLoop)
-        if happy_eyeballs_delay is not None and standard_loop and not _is_ip_address(host):
+        if happy_eyeballs_delay is not None and standard_loop and ip_family(host) is None:
             race["happy_eyeballs_delay"] = happy_eyeballs_delay
         if sys.version_info >= (3, 12) and standard_loop:
             # Every address's error, not only a summary of them (see _transport.connect_error).
@@ -408,11 +409,3 @@ async def connect(
             race["local_addr"] = (local_host, 0)
         transport, _ = await loop.create_connection(lambda: protocol, host, port, **race, **tls)
     return AsyncioStream(transport, protocol)
-
-
-def _is_ip_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True

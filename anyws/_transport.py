@@ -7,7 +7,6 @@ Connection failures leave as the same `OSError` on both backends: a refused port
 from __future__ import annotations
 
 import base64
-import ipaddress
 import math
 import os
 import socket
@@ -29,7 +28,7 @@ from ._handshake import decode_headers
 from ._options import Options
 from ._trio_stream import TrioSocketStream
 from ._types import Response
-from ._url import WebSocketURI
+from ._url import WebSocketURI, ip_family
 
 if sys.version_info < (3, 11):  # pragma: no cover (the backport on 3.10 only)
     from exceptiongroup import BaseExceptionGroup, ExceptionGroup
@@ -172,7 +171,7 @@ async def open_transport(
     if unix_socket is not None:
         stream = await anyio.connect_unix(unix_socket)
     elif proxy is None:
-        family = _address_family(uri.host)
+        family = ip_family(uri.host)
         if family is None or options.local_host is not None:
             stream = await _connect_tcp(uri.host, uri.port, context, hostname, options)
             return stream if context is not None else _lean(stream)
@@ -237,15 +236,6 @@ async def _connect_tcp(
         # anyio reports "All connection attempts failed", the errors as its cause; other
         # errors (a failed name lookup) are raised as they are.
         raise connect_error(attempt_errors(exc.__cause__) or [exc]) from None
-
-
-def _address_family(host: str) -> socket.AddressFamily | None:
-    """AF_INET or AF_INET6 for an IP address literal, None for a name."""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return None
-    return socket.AF_INET6 if address.version == 6 else socket.AF_INET
 
 
 async def _connect_address(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import re
+import socket
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +63,13 @@ def parse_uri(uri: str) -> WebSocketURI:
     """
     if not isinstance(uri, str):
         raise InvalidURI(repr(uri), "a WebSocket URI must be a str")
+    return _parse_uri(uri)
+
+
+# A program connects to a few URIs again and again; parsing one costs about 1 % of a
+# short connection. The result is immutable; errors aren't cached (they propagate).
+@functools.lru_cache(maxsize=64)
+def _parse_uri(uri: str) -> WebSocketURI:
     try:
         parsed = urllib.parse.urlsplit(uri)
     except ValueError as exc:
@@ -107,6 +117,18 @@ def parse_uri(uri: str) -> WebSocketURI:
         query=urllib.parse.quote(parsed.query, safe=_QUERY_SAFE),
         user_info=user_info,
     )
+
+
+@functools.lru_cache(maxsize=64)
+def ip_family(host: str) -> socket.AddressFamily | None:
+    """AF_INET or AF_INET6 if `host` (as in `WebSocketURI.host`) is an IP address literal,
+    None for a name.
+    """
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return socket.AF_INET6 if address.version == 6 else socket.AF_INET
 
 
 def websocket_url(url: str, params: Any = None) -> str:

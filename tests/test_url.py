@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from anyws import InvalidURI
-from anyws._url import WebSocketURI, parse_uri, resolve_redirect
+from anyws._url import WebSocketURI, ip_family, parse_uri, resolve_redirect
 
 
 @pytest.mark.parametrize(
@@ -53,6 +55,29 @@ def test_parse_invalid(uri: str, message: str) -> None:
         parse_uri(uri)
     assert info.value.uri == uri
     assert "isn't a valid WebSocket URI" in str(info.value)
+
+
+def test_an_invalid_uri_is_refused_every_time() -> None:
+    # Parses are cached: a refusal must not be, nor turn into a result.
+    for _ in range(3):
+        with pytest.raises(InvalidURI):
+            parse_uri("http://example.com/")
+    assert parse_uri("ws://example.com/") == parse_uri("ws://example.com/")
+
+
+@pytest.mark.parametrize(
+    ("host", "family"),
+    [
+        ("127.0.0.1", socket.AF_INET),
+        ("::1", socket.AF_INET6),
+        ("fe80::1%eth0", socket.AF_INET6),
+        ("localhost", None),
+        ("xn--bcher-kva.example", None),
+        ("1.2.3", None),
+    ],
+)
+def test_ip_family(host: str, family: socket.AddressFamily | None) -> None:
+    assert ip_family(host) == family
 
 
 def test_parse_rejects_non_str() -> None:
