@@ -901,7 +901,7 @@ class ClientConnection:
             elif self._close_timer is None and not self._transport_closed.is_set():
                 # On asyncio's own stream the event loop's timer keeps the bound (and goes on
                 # to bound the wait for the server's TCP close): a scope's deadline would be
-                # a second timer, a twentieth of a short connection's cost.
+                # a second timer, about 2 % of a short connection's cost.
                 self._close_timer = self._loop.call_later(
                     close_timeout, self._end_reading, direct, cause or _CloseTimeout()
                 )
