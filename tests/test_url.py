@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 
 import pytest
@@ -62,7 +63,14 @@ def test_an_invalid_uri_is_refused_every_time() -> None:
     for _ in range(3):
         with pytest.raises(InvalidURI):
             parse_uri("http://example.com/")
-    assert parse_uri("ws://example.com/") == parse_uri("ws://example.com/")
+
+
+def test_a_parsed_uri_is_immutable() -> None:
+    # What makes the cache safe: one connection can't change the URI another one gets.
+    uri = parse_uri("ws://example.com/")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        uri.host = "elsewhere.example"  # type: ignore[misc]
+    assert parse_uri("ws://example.com/").host == "example.com"
 
 
 @pytest.mark.parametrize(
