@@ -202,10 +202,10 @@ class _WebSocketContext:
             await connection._close_on_exit(1001, wait=False)
         else:
             await connection._close_on_exit(1011, wait=True)
-        # The transport is closed, so every task ends by itself when next scheduled (their
-        # loops end on `_transport_closed`). The user's exception is not handed to the task
-        # group: it would wrap it in an ExceptionGroup on trio. The children never raise,
-        # so nothing else can come out.
+        # The tasks end by themselves: the reader once the closing handshake is over or
+        # close_timeout has passed (its deadline), the writer once the transport is closed.
+        # The user's exception is not handed to the task group: it would wrap it in an
+        # ExceptionGroup on trio. The children never raise, so nothing else can come out.
         if task_group is not None:
             await task_group.__aexit__(None, None, None)
 

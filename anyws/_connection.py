@@ -9,10 +9,12 @@ The reader and the writer run as tasks in a task group that the connection owns,
 shielded, so that a cancellation of the code around `open_websocket` doesn't cut a write
 short or stop the close path, which the exit of the block bounds with `close_timeout`
 instead. The reader is the only one that receives: when it ends, for whatever reason, the
-connection is lost (`_connection_lost`), and the writer ends by itself. The heartbeat is
-a deadline the reader keeps (`_heartbeat_due` when it comes), not a task of its own: an
-idle task per connection, with its frames and cancel scopes, cost about a fifth of an idle
-connection's memory on trio.
+connection is lost (`_connection_lost`), and the writer ends by itself. So once the block
+has ended and queued our close frame, leaving the task group is the wait for the closing
+handshake, which the reader's deadline bounds. The heartbeat is a deadline the reader
+keeps too (`_heartbeat_due` when it comes), not a task of its own: an idle task per
+connection, with its frames and cancel scopes, cost about a fifth of an idle connection's
+memory on trio.
 
 On asyncio's own stream there are no tasks: the transport is the writer and the reader.
 An asyncio transport takes every write whole and at once, buffers what the socket doesn't
@@ -332,6 +334,7 @@ class ClientConnection:
         "__weakref__",  # a registry of open connections (a WeakSet) is a common need
         "_awaiting_whole",
         "_close_timer",
+        "_closing_deadline",
         "_direct",
         "_drained",
         "_failure_committed",
@@ -437,6 +440,8 @@ class ClientConnection:
         self._next_beat: float | None = None
         self._reader_scope: anyio.CancelScope | None = None  # its deadline is the next beat
         self._failure_deadline: float | None = None
+        # When the closing handshake started by the end of the block gives up (tasks only).
+        self._closing_deadline = math.inf
         # The reader by callback on asyncio (see the module's docstring).
         self._pumping = False
         self._failure_timer: asyncio.TimerHandle | None = None
@@ -886,14 +891,25 @@ class ClientConnection:
         block was cancelled) only as long as it takes to write our close frame. Shielded
         from the cancellation that may be ending the block, and bounded by `close_timeout`
         instead. Never raises.
+
+        With tasks, the full handshake is the reader's to finish: this starts it and gives
+        the reader its deadline, and the caller's exit of the task group waits for the
+        reader (shielded, like every task of the connection). Waiting here as well would
+        cost a cancel scope and, on trio, a pass of the scheduler (a nursery whose tasks
+        already ended still yields once on exit): about 5 % of a short connection.
         """
+        close_timeout = self._limits.close_timeout
+        if wait and self._task_group is not None:
+            self._closing_deadline = self._now() + _timeout(close_timeout)
+            self._set_next_beat(None)  # no heartbeat while closing: the deadline is the close's
+            self._start_closing(code, "")
+            return
         cause = (
             None
             if wait
             else ConnectionAbortedError("closed without waiting: the block was cancelled")
         )
         deadline = math.inf
-        close_timeout = self._limits.close_timeout
         if close_timeout is not None:
             direct = self._direct
             if direct is None:
@@ -1136,12 +1152,14 @@ class ClientConnection:
         cause: BaseException | None = ConnectionAbortedError("the connection's tasks were stopped")
         try:
             while True:
-                with anyio.CancelScope(shield=True, deadline=_timeout(self._next_beat)) as scope:
+                with anyio.CancelScope(shield=True, deadline=self._reader_deadline()) as scope:
                     self._reader_scope = scope
                     cause = _CloseTimeout()  # if the deadline ends the closing handshake
                     cause = await self._read(scope)
                     break
-                if self._protocol.reading_done and not self._protocol.failure_pending:
+                if (
+                    self._protocol.reading_done and not self._protocol.failure_pending
+                ) or self._now() >= self._closing_deadline:
                     break  # the closing handshake timed out
                 if self._heartbeat_due():
                     # The peer is unresponsive: get the close frame written if the socket
@@ -1185,11 +1203,14 @@ class ClientConnection:
                     else:
                         protocol.receive_data(await self._stream.receive(read_limit))
                     self._write_batch_open = False
-            # The server closes TCP first (RFC 6455 §7.1.1); give it close_timeout,
-            # reading and dropping anything. The scope's deadline ends the wait (no more
-            # heartbeat: the connection is closing).
+            # The server closes TCP first (RFC 6455 §7.1.1); give it close_timeout (no
+            # longer than our closing handshake has left), reading and dropping anything.
+            # The scope's deadline ends the wait (no more heartbeat: the connection is
+            # closing).
             self._set_next_beat(None)
-            scope.deadline = _timeout(self._limits.close_timeout) + self._now()
+            scope.deadline = min(
+                self._closing_deadline, _timeout(self._limits.close_timeout) + self._now()
+            )
             while True:
                 await self._stream.receive(read_limit)
         except anyio.EndOfStream:
@@ -1384,7 +1405,11 @@ class ClientConnection:
                 None if when is None else self._loop.call_at(when, self._on_heartbeat_timer)
             )
         elif self._reader_scope is not None:
-            self._reader_scope.deadline = _timeout(when)
+            self._reader_scope.deadline = self._reader_deadline()
+
+    def _reader_deadline(self) -> float:
+        """The reader's: the heartbeat's next beat, or the closing handshake's end."""
+        return min(_timeout(self._next_beat), self._closing_deadline)
 
     def _heartbeat_due(self) -> bool:
         """The heartbeat's time came: send a ping (RFC 6455 §5.5.2), or, if the pong of the

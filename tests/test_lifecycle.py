@@ -182,6 +182,38 @@ async def test_a_heartbeat_during_the_closing_handshake_leaves_it_alone() -> Non
     assert "closing handshake" in str(caught.value.__cause__)
 
 
+async def test_a_cancellation_during_the_closing_handshake_lets_it_finish() -> None:
+    # The block ends normally; while the client waits for the server's close frame, the
+    # scope around it is cancelled. The close goes on (shielded, bounded by close_timeout)
+    # and completes when the server answers; the cancellation is delivered after it.
+    accepted: list[ServerConnection] = []
+
+    async def answer_when_told(connection: ServerConnection) -> None:
+        accepted.append(connection)
+        await stop_reading_after_handshake(connection)
+
+    async with serve(answer_when_told) as server, anyio.create_task_group() as client:
+        outer = anyio.CancelScope()
+
+        async def connect_and_leave() -> None:
+            with outer:
+                async with anyws.connect(server.uri, close_timeout=30) as ws:
+                    pass
+                assert ws.close_code == 1000
+                await anyio.lowlevel.checkpoint()  # where the cancellation is delivered
+                pytest.fail("the cancellation wasn't delivered")  # pragma: no cover
+
+        client.start_soon(connect_and_leave)
+        await anyio.wait_all_tasks_blocked()  # our close frame waits in the server's buffer
+        outer.cancel()
+        await anyio.wait_all_tasks_blocked()  # the close still waits for the server
+        (connection,) = accepted
+        assert connection.close_code is None
+        connection.resume_reading()
+    assert outer.cancelled_caught
+    assert connection.close_code == 1000
+
+
 async def test_oversized_message_is_a_connection_closed_error() -> None:
     def handler(ws: Any) -> None:
         ws.send("small")
