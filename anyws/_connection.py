@@ -403,9 +403,13 @@ class ClientConnection:
         """The logger of this connection."""
         self.latency: float = 0.0
         """The round-trip time of the latest ping, in seconds (0 until a pong arrives)."""
-        self.local_address: Any = stream.extra(SocketAttribute.local_address, None)
+        # One look at the stream's attributes: each look builds them anew.
+        attributes = stream.extra_attributes
+        local_address = attributes.get(SocketAttribute.local_address)
+        remote_address = attributes.get(SocketAttribute.remote_address)
+        self.local_address: Any = None if local_address is None else local_address()
         """The local address: (host, port) for TCP, a path for a Unix socket."""
-        self.remote_address: Any = stream.extra(SocketAttribute.remote_address, None)
+        self.remote_address: Any = None if remote_address is None else remote_address()
         """The server's address: (host, port) for TCP, a path for a Unix socket."""
 
         self._messages: deque[Data | PartialMessage] = deque()

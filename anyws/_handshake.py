@@ -314,10 +314,11 @@ class ClientHandshake:
         if user_agent_header is not None and "User-Agent" not in extra:
             headers.append(("User-Agent", user_agent_header))
 
-        self.request = Request(path=uri.resource_name, headers=Headers(headers))
+        self.request = Request(path=uri.resource_name, headers=Headers._of(headers))
         # The key's line is the fourth (see `_request_template`).
-        headers[3] = ("Sec-WebSocket-Key", _KEY_PLACEHOLDER)
-        self._template_headers = tuple(headers)
+        template = headers.copy()
+        template[3] = ("Sec-WebSocket-Key", _KEY_PLACEHOLDER)
+        self._template_headers = tuple(template)
         # h11, from the start on the reference path, else once the fast path declines.
         self._h11: h11.Connection | None = None
         if not fast_path:
@@ -362,7 +363,7 @@ class ClientHandshake:
             head = _parse_switching_head(data)
             if head is not None:
                 reason, fields, end = head
-                return self._validate(Response(101, reason, Headers(fields)), data[end:])
+                return self._validate(Response(101, reason, Headers._of(fields)), data[end:])
         self._reference().receive_data(data)
         return self._process()
 

@@ -213,6 +213,10 @@ class Phase(enum.Enum):
     CLOSE_EXCHANGED = "close exchanged"
     CLOSED = "closed"
 
+    # Members are singletons compared by identity: hashing them so is exact, and C-fast
+    # (`Enum.__hash__` is Python code, and `_enter` hashes phases on every transition).
+    __hash__ = object.__hash__
+
 
 TRANSITIONS: dict[Phase, frozenset[Phase]] = {
     Phase.OPEN: frozenset({Phase.FAILING, Phase.CLOSE_SENT, Phase.CLOSE_EXCHANGED, Phase.CLOSED}),

@@ -36,6 +36,15 @@ class Headers(Mapping[str, str]):
             pairs = items
         self._items: list[tuple[str, str]] = [(str(k), str(v)) for k, v in pairs]
 
+    @classmethod
+    def _of(cls, items: list[tuple[str, str]]) -> Headers:
+        """Headers that own `items`, whose names and values already are `str`: the
+        handshake's own lists, without a copy made per connection.
+        """
+        headers = cls.__new__(cls)
+        headers._items = items
+        return headers
+
     def __getitem__(self, name: str) -> str:
         values = self.get_all(name)
         if not values:
