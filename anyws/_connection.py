@@ -404,7 +404,7 @@ class ClientConnection:
         self.latency: float = 0.0
         """The round-trip time of the latest ping, in seconds (0 until a pong arrives)."""
         # One look at the stream's attributes: each look builds them anew.
-        attributes = stream.extra_attributes
+        attributes: Mapping[Any, Callable[[], Any]] = stream.extra_attributes
         local_address = attributes.get(SocketAttribute.local_address)
         remote_address = attributes.get(SocketAttribute.remote_address)
         self.local_address: Any = None if local_address is None else local_address()
