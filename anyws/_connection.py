@@ -447,7 +447,7 @@ class ClientConnection:
         self._fragmented_send: Event | None = None  # set while a message is streamed out
         # The heartbeat: when it next acts (ping, or give up on the pong of `_heartbeat_waiter`).
         self._next_beat: float | None = None
-        self._reader_scope: anyio.CancelScope | None = None  # its deadline is the next beat
+        self._reader_scope: anyio.CancelScope | None = None  # see `_reader_deadline`
         self._failure_deadline: float | None = None
         # When the closing handshake started by the end of the block gives up (tasks only).
         self._closing_deadline = math.inf
@@ -1150,13 +1150,14 @@ class ClientConnection:
 
     async def _read_loop(self) -> None:
         """Read from the transport, feeding the protocol, until it ends; keep the
-        heartbeat. Never raises.
+        heartbeat; end a closing handshake that outlives its deadline. Never raises.
 
         The reader's scope is shielded (the task group's scope also covers the body of the
         `async with`, which must stay cancellable) and its deadline is the heartbeat's next
-        beat: reaching it interrupts a wait of the reader, which loses nothing (a receive
-        cancelled before it returned read nothing), beats, and reads on. A heartbeat task
-        would cost a task, its scopes and frames per connection.
+        beat, or, once the block has ended, the closing handshake's end: reaching it
+        interrupts a wait of the reader, which loses nothing (a receive cancelled before it
+        returned read nothing), then beats and reads on, or gives up on the close. A
+        heartbeat task would cost a task, its scopes and frames per connection.
         """
         cause: BaseException | None = ConnectionAbortedError("the connection's tasks were stopped")
         try:
