@@ -545,6 +545,10 @@ class ClientConnection:
                 self._messages.popleft()
                 self._took_message()
                 return message  # type: ignore[return-value]
+        except TimeoutError:
+            # Only `fail_after` raises it here; its own has no message and a `Cancelled`
+            # as context, neither of which tells the user anything.
+            raise TimeoutError(f"no message within timeout={timeout}s") from None
         finally:
             self._receiving = False
 

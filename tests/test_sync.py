@@ -77,7 +77,7 @@ def test_sync_round_trip(sync_uri: str, backend: str) -> None:
         ws.send_bytes(b"x")
         with pytest.raises(InvalidMessageType):
             ws.receive_text()
-        with pytest.raises(TimeoutError):
+        with pytest.raises(TimeoutError, match=r"timeout=0\.01s"):
             ws.recv(timeout=0.01)
         assert ws.ping().result(timeout=5) >= 0
         assert ws.latency >= 0
