@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 import anyws
 from anyws.testing import Accept, Handler, echo, serve
 
-# The backstop behind pytest-timeout: a hook, registered by being in this module.
-from .hang_guard import pytest_runtest_protocol  # noqa: F401
+# The backstop behind pytest-timeout: hooks, registered by being in this module.
+from .hang_guard import pytest_enter_pdb, pytest_runtest_protocol  # noqa: F401
 
 # ANYWS_TEST_UVLOOP=1 (nox's tests_uvloop session): the asyncio tests on uvloop's event
 # loop, which differs where a transport's details show, and no trio tests.

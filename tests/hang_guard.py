@@ -11,7 +11,9 @@ let the run live past 250 s. A busy loop that catches everything defeats the sig
 The backstop is a timer thread, as in pytest-timeout's thread method, that only fires when
 the signal did not end the test: it prints the test's id and every thread's stack, then
 exits the process with status 1, so CI fails at once and says where instead of idling until
-its own limit.
+its own limit. Like pytest-timeout, it stands down for good once someone debugs (pytest's
+pdb, `breakpoint()`, or a debugger registered with `sys.monitoring`): a pdb session may
+take longer than any timeout.
 """
 
 from __future__ import annotations
@@ -35,7 +37,25 @@ def _timeout(item: pytest.Item) -> float:
     return float(item.config.getoption("timeout", None) or item.config.getini("timeout") or 0)
 
 
+_debugger_entered = False
+
+
+def pytest_enter_pdb() -> None:
+    """pytest's pdb started (`--pdb`, `breakpoint()`): no backstop from now on."""
+    global _debugger_entered
+    _debugger_entered = True
+
+
+def _debugging() -> bool:
+    monitoring = getattr(sys, "monitoring", None)  # Python 3.12+
+    return _debugger_entered or (
+        monitoring is not None and monitoring.get_tool(monitoring.DEBUGGER_ID) is not None
+    )
+
+
 def _end_the_run(item: pytest.Item, after: float) -> None:
+    if _debugging():
+        return
     capture = item.config.pluginmanager.getplugin("capturemanager")
     if capture is not None:
         capture.suspend_global_capture(in_=True)
