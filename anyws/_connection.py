@@ -264,6 +264,15 @@ class MessageStream(Generic[FragmentT]):
             head.stream()
             self._message = message = head
             connection._streamed = self
+        try:
+            return await self._fragment_of(message)
+        except BaseException:
+            if not self._yielded and not self._done:
+                self._put_back(message)
+            raise
+
+    async def _fragment_of(self, message: PartialMessage) -> FragmentT:
+        connection = self._connection
         while True:
             while message.fragments:
                 fragment = self._convert(message.fragments[0], final=False)
@@ -296,6 +305,20 @@ class MessageStream(Generic[FragmentT]):
         if self._decode is False and isinstance(fragment, str):
             return fragment.encode("utf-8")  # type: ignore[return-value]
         return fragment  # type: ignore[return-value]
+
+    def _put_back(self, message: PartialMessage) -> None:
+        """Leave the message queued as if this stream never took it: it yielded nothing
+        (it was cancelled, or its first fragment didn't decode), so nothing of it reached
+        the application. The fragments it dropped were empty, or are the start of a UTF-8
+        sequence that its decoder still holds: those bytes go back first.
+        """
+        if self._decoder is not None:
+            pending = self._decoder.getstate()[0]
+            if pending:
+                message.fragments.appendleft(pending)
+            self._decoder = None
+        self._message = None
+        self._connection._streamed = None
 
     def _end(self) -> None:
         """The iteration is over: the message was read to its end, or failed."""
@@ -620,8 +643,9 @@ class ClientConnection:
         with `aclose()`); that call gets the next message: the connection stays usable.
 
         Cancel-safe: cancelled before its first fragment, the iteration loses nothing (the
-        message stays queued); cancelled while waiting for a later fragment, it loses
-        nothing either: iterating again goes on with the next fragment.
+        message stays queued, also when its first frames gave nothing to yield yet: an
+        empty frame, half a UTF-8 sequence); cancelled while waiting for a later fragment,
+        it loses nothing either: iterating again goes on with the next fragment.
 
         Args:
             decode: as in `recv`: False gives a text message's fragments as UTF-8 bytes,

@@ -270,6 +270,56 @@ async def test_cancellation_loses_nothing() -> None:
         assert await ws.recv() == "xy"
 
 
+@pytest.mark.parametrize(
+    ("frames", "decode", "message"),
+    [
+        pytest.param(
+            [frame(TEXT, b"", fin=False), frame(CONTINUATION, b"ab")],
+            None,
+            "ab",
+            id="empty-first-frame",
+        ),
+        pytest.param(
+            [frame(TEXT, b"\xc3", fin=False), frame(CONTINUATION, b"\xa9")],
+            None,
+            "\u00e9",
+            id="half-a-sequence",
+        ),
+        pytest.param(
+            [frame(BINARY, b"\xc3", fin=False), frame(CONTINUATION, b"\xa9")],
+            True,
+            b"\xc3\xa9",
+            id="half-a-sequence-decoded",
+        ),
+    ],
+)
+async def test_a_stream_cancelled_before_anything_it_could_yield_loses_nothing(
+    frames: list[bytes], decode: bool | None, message: str | bytes
+) -> None:
+    # The message has begun, but its first frame gives nothing to yield (it is empty, or
+    # the start of a UTF-8 sequence): a stream cancelled then has yielded nothing, so the
+    # message stays queued for the next receive, whole.
+    script = Script()
+    async with memory_websocket(script, compression=False) as ws:
+        script.frames(frames[0])
+        await anyio.wait_all_tasks_blocked()
+        assert len(ws._messages) == 1  # the message has begun: the stream takes it
+        with anyio.move_on_after(0):
+            await ws.recv_streaming(decode=decode).__anext__()
+        script.frames(frames[1], frame(TEXT, b"next"))
+        assert await ws.recv() == message
+        assert await ws.recv() == "next"
+
+
+async def test_a_decode_error_in_the_first_frame_of_a_fragmented_message_keeps_it() -> None:
+    script = Script()
+    async with memory_websocket(script, compression=False) as ws:
+        script.frames(frame(BINARY, b"\xff", fin=False), frame(CONTINUATION, b"rest"))
+        with pytest.raises(UnicodeDecodeError):
+            await ws.recv_streaming(decode=True).__anext__()
+        assert await ws.recv() == b"\xffrest"
+
+
 async def test_a_message_in_many_frames_needs_only_one_place_in_the_queue() -> None:
     script = Script()
     async with memory_websocket(script, compression=False, max_queue=1) as ws:
