@@ -430,3 +430,20 @@ def test_regression_a_stream_abandoned_by_its_timeout(machine: type[ChaosMachine
         state.server_sends(burst=[b"\x00" * 3000, "after"])
         state.client_receives(how="stream")
         assert state.sent == ["after"]  # the streamed message was abandoned
+
+
+@pytest.mark.parametrize("machine", [AsyncioChaos, TrioChaos])
+def test_regression_a_stream_cancelled_before_its_first_fragment(
+    machine: type[ChaosMachine],
+) -> None:
+    # Found by a 2,000-example hunt: the stream took a message that had begun but had
+    # nothing to yield yet, and its timeout then lost the message (8 replays in 20 before
+    # the fix; tests/test_streaming.py pins the cases down deterministically).
+    with replayed(machine) as state:
+        state.connect(max_queue=1, compression=True)
+        state.server_sends(burst=[("0", "0")])
+        state.stall(stalled=True, toward_client=True)
+        state.client_receives(how="stream")
+        state.stall(stalled=False, toward_client=True)
+        state.server_sends(burst=[""])
+        state.client_receives(how="timeout")
