@@ -78,6 +78,8 @@ from ._trio_stream import TrioSocketStream
 from ._types import Data, Request, Response
 
 if TYPE_CHECKING:
+    import uuid
+
     from ._speedups import MessageBuffer
 
 FragmentT = TypeVar("FragmentT", bound=Data)
@@ -371,6 +373,7 @@ class ClientConnection:
         "_fragmented_send",
         "_heartbeat_timer",
         "_heartbeat_waiter",
+        "_id",
         "_in_flight",
         "_initial_data",
         "_limits",
@@ -431,6 +434,7 @@ class ClientConnection:
         """The logger of this connection."""
         self.latency: float = 0.0
         """The round-trip time of the latest ping, in seconds (0 until a pong arrives)."""
+        self._id: uuid.UUID | None = None
         # One look at the stream's attributes: each look builds them anew.
         attributes: Mapping[Any, Callable[[], Any]] = stream.extra_attributes
         local_address = attributes.get(SocketAttribute.local_address)
@@ -490,6 +494,17 @@ class ClientConnection:
         )
 
     # -- properties ---------------------------------------------------------------------
+
+    @property
+    def id(self) -> uuid.UUID:
+        """A random UUID that identifies the connection, e.g. in logs, as in `websockets`."""
+        if self._id is None:
+            # Made on first use: most programs never ask, and a connection that opens and
+            # closes shouldn't pay for it.
+            import uuid
+
+            self._id = uuid.uuid4()
+        return self._id
 
     @property
     def state(self) -> State:
@@ -728,6 +743,7 @@ class ClientConnection:
         | AsyncIterable[Data | bytearray | memoryview],
         *,
         compress: bool | None = None,
+        text: bool | None = None,
     ) -> None:
         """Send a message: `str` as text, bytes-like as binary; the fragments of one
         message as a list or tuple, or streamed from an iterator or async iterable.
@@ -750,6 +766,11 @@ class ClientConnection:
                 compresses it whatever its size; None follows `compression_threshold`
                 (a streamed message, whose size isn't known, is compressed). Ignored without
                 compression.
+            text: as in `websockets`, overrides the frame type: True sends bytes-like data
+                (UTF-8, e.g. JSON from a library that returns bytes) as text without
+                decoding it here, False sends a str as binary (its UTF-8). The bytes are
+                checked to be UTF-8 first (RFC 6455 §8.1), which `websockets` leaves to
+                the server. None (the default) goes by the type.
 
         Cancel-safe for a message queued whole: it is either queued or not at all, and the
         connection stays usable. A streamed send cancelled before its first fragment was
@@ -761,22 +782,25 @@ class ClientConnection:
                 while the call waits for room.
             TypeError: the message (or a fragment) has an unsupported type, or fragments mix
                 text and bytes.
+            UnicodeDecodeError: `text=True` and the bytes aren't UTF-8: nothing is sent.
+                A streamed message whose first fragments were sent can't be finished: the
+                connection closes with 1011, as when its source raises.
         """
         if isinstance(message, (str, bytes, bytearray, memoryview)):
             if self._fragmented_send is not None:
                 await self._wait_fragmented_send()
             await self._wait_writable()
-            self._protocol.send_message(message, compress=compress)
+            self._protocol.send_message(message, compress=compress, text=text)
         elif isinstance(message, Mapping):
             raise TypeError("a dict isn't a message; use send_json() to send JSON")
         elif isinstance(message, (list, tuple)):
             if self._fragmented_send is not None:
                 await self._wait_fragmented_send()
             await self._wait_writable()
-            self._protocol.send_fragments(message, compress=compress)
+            self._protocol.send_fragments(message, compress=compress, text=text)
         elif isinstance(message, AsyncIterable):
             async_fragments = aiter(message)
-            await self._send_streamed(lambda: anext(async_fragments, _END), compress)
+            await self._send_streamed(lambda: anext(async_fragments, _END), compress, text)
             return
         elif isinstance(message, Iterable):
             fragments = iter(message)
@@ -784,7 +808,7 @@ class ClientConnection:
             async def next_fragment() -> Data | bytearray | memoryview | object:
                 return next(fragments, _END)
 
-            await self._send_streamed(next_fragment, compress)
+            await self._send_streamed(next_fragment, compress, text)
             return
         else:
             raise TypeError(f"a message must be str or bytes-like, not {type(message).__name__}")
@@ -796,7 +820,10 @@ class ClientConnection:
             await self._fragmented_send.wait()
 
     async def _send_streamed(
-        self, next_fragment: Callable[[], Awaitable[object]], compress: bool | None
+        self,
+        next_fragment: Callable[[], Awaitable[object]],
+        compress: bool | None,
+        text: bool | None,
     ) -> None:
         """Send a message fragment by fragment, as `next_fragment` gives them (`_END`
         after the last).
@@ -809,7 +836,7 @@ class ClientConnection:
         done = self._fragmented_send = self._new_event()
         try:
             await self._wait_writable()
-            protocol.send_fragment(fragment, compress=compress)  # type: ignore[arg-type]
+            protocol.send_fragment(fragment, compress=compress, text=text)  # type: ignore[arg-type]
             self._kick_writer()
             while (fragment := await next_fragment()) is not _END:
                 await self._wait_writable()

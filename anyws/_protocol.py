@@ -324,8 +324,12 @@ class ClientProtocol(Generic[W]):
         """True when the last `parse` stopped because the room ran out."""
         self.dropped = 0
         """Messages dropped because the queue was full after our close frame (rule 1)."""
-        self._fragmenting: bool | None = None  # a message sent in fragments: is it text?
-        self._fragments_deflate: NegotiatedDeflate | None = None  # and does it compress?
+        # A message sent in fragments: are its fragments str? Are its frames text (`text=`
+        # may say otherwise), whose UTF-8 is checked if they are bytes? Does it compress?
+        self._fragmenting: bool | None = None
+        self._fragments_text = False
+        self._fragments_utf8: codecs.IncrementalDecoder | None = None
+        self._fragments_deflate: NegotiatedDeflate | None = None
         self._control_out: list[bytes] = []
         self._data_out: list[bytes] = []
         self.outbox_size = 0
@@ -776,9 +780,14 @@ class ClientProtocol(Generic[W]):
             raise ConcurrencyError("a message is being sent in fragments; finish it first")
 
     def send_message(
-        self, message: Data | bytearray | memoryview, *, compress: bool | None = None
+        self,
+        message: Data | bytearray | memoryview,
+        *,
+        compress: bool | None = None,
+        text: bool | None = None,
     ) -> None:
-        """Queue one message: `str` as text, bytes-like as binary.
+        """Queue one message: `str` as text, bytes-like as binary, unless `text` says
+        otherwise: True sends bytes as text, False sends a str's UTF-8 as binary.
 
         `compress` (with permessage-deflate negotiated): True compresses the message, False
         sends it uncompressed (RFC 7692 §6: RSV1 clear; the compression context is left as
@@ -787,25 +796,29 @@ class ClientProtocol(Generic[W]):
         Raises:
             ConnectionClosed: the connection is closing or closed.
             TypeError: the message is neither str nor bytes-like.
+            UnicodeDecodeError: `text` is True and the bytes aren't UTF-8 (nothing is
+                queued).
         """
         self._check_open()
         self._check_not_fragmenting()
-        self._queue_message([_payload(message)], compress)
+        self._queue_message([_payload(message)], compress, text)
 
     def send_fragments(
         self,
         fragments: Sequence[Data | bytearray | memoryview],
         *,
         compress: bool | None = None,
+        text: bool | None = None,
     ) -> None:
         """Queue one message made of several frames, one per fragment (RFC 6455 §5.4).
 
         Nothing is queued unless every fragment is valid, so a message is never half-sent.
-        An empty sequence sends nothing. `compress` as in `send_message`.
+        An empty sequence sends nothing. `compress` and `text` as in `send_message`.
 
         Raises:
             ConnectionClosed: the connection is closing or closed.
             TypeError: fragments mix str and bytes, or one is neither.
+            UnicodeDecodeError: `text` is True and the fragments, joined, aren't UTF-8.
         """
         self._check_open()
         self._check_not_fragmenting()
@@ -815,16 +828,22 @@ class ClientProtocol(Generic[W]):
         is_text = isinstance(payloads[0], str)
         if any(isinstance(payload, str) is not is_text for payload in payloads):
             raise TypeError("all fragments of a message must be str, or all bytes-like")
-        self._queue_message(payloads, compress)
+        self._queue_message(payloads, compress, text)
 
-    def _queue_message(self, payloads: Sequence[str | bytes], compress: bool | None) -> None:
+    def _queue_message(
+        self, payloads: Sequence[str | bytes], compress: bool | None, text: bool | None
+    ) -> None:
         # One message: the first frame carries the opcode, the others are continuations,
         # the last has FIN (RFC 6455 §5.4); deflate runs across the whole message.
+        is_text = isinstance(payloads[0], str)
+        if text is not None and bool(text) is not is_text:
+            is_text = not is_text
+            payloads = self._retyped(payloads, is_text)
         last = len(payloads) - 1
         if self._trace is not None:
             for index, payload in enumerate(payloads):
-                self._trace(f"> {_describe_data(payload, first=index == 0, fin=index == last)}")
-        is_text = isinstance(payloads[0], str)
+                frame = _describe_data(payload, first=index == 0, fin=index == last, text=is_text)
+                self._trace(f"> {frame}")
         datas = [p.encode("utf-8") if isinstance(p, str) else p for p in payloads]
         deflate = self._deflate
         if deflate is not None and compress is None and self.compression_threshold is not None:
@@ -845,31 +864,76 @@ class ClientProtocol(Generic[W]):
             frame_opcode = opcode if index == 0 else OPCODE_CONTINUATION
             self._queue_data(client_frame(frame_opcode, data, fin=index == last, rsv1=rsv1))
 
+    def _retyped(self, payloads: Sequence[str | bytes], text: bool) -> Sequence[str | bytes]:
+        """The payloads of a message whose frames' type `text=` overrides: bytes sent as
+        text are checked to be UTF-8 (RFC 6455 §8.1: a text message is UTF-8 text; the
+        server would fail the connection, so the mistake is reported here instead).
+
+        Our framing sends the bytes as they are; wsproto's picks the frame's type from the
+        payload's, so it gets text as str and binary as bytes.
+
+        Raises:
+            UnicodeDecodeError: bytes to send as text aren't UTF-8, fragments joined.
+        """
+        if text:
+            decoder = _UTF8_DECODER()
+            last = len(payloads) - 1
+            decoded = [
+                decoder.decode(payload, final=index == last)  # type: ignore[arg-type]
+                for index, payload in enumerate(payloads)
+            ]
+            return payloads if self._own_framing else decoded
+        if self._own_framing:
+            return payloads  # encoded when framed
+        return [payload.encode("utf-8") for payload in payloads]  # type: ignore[union-attr]
+
     def send_fragment(
-        self, fragment: Data | bytearray | memoryview, *, compress: bool | None = None
+        self,
+        fragment: Data | bytearray | memoryview,
+        *,
+        compress: bool | None = None,
+        text: bool | None = None,
     ) -> None:
         """Queue the next frame of a message sent in fragments as they come (RFC 6455
         §5.4), for a sender that doesn't have them all yet; `finish_fragments` ends it.
 
-        The first fragment starts the message and sets its type, and `compress` (as in
-        `send_message`, except that None compresses: the size isn't known yet). No other
-        data message may be sent until it ends; control frames may.
+        The first fragment starts the message and sets its type (`text` as in
+        `send_message`), and `compress` (as in `send_message`, except that None compresses:
+        the size isn't known yet); later calls leave both unset. No other data message may
+        be sent until it ends; control frames may.
 
         Raises:
             ConnectionClosed: the connection is closing or closed.
             TypeError: the fragment is neither str nor bytes-like, or isn't of the type of
                 the message's first fragment.
+            UnicodeDecodeError: the message is bytes sent as text and isn't UTF-8 so far
+                (nothing of this fragment is queued).
         """
         self._check_open()
         payload = _payload(fragment)
-        is_text = isinstance(payload, str)
+        is_str = isinstance(payload, str)
         first = self._fragmenting is None
+        utf8: codecs.IncrementalDecoder | None
         if first:
-            self._fragmenting = is_text
-            self._fragments_deflate = None if compress is False else self._deflate
-        elif is_text is not self._fragmenting:
+            is_text = is_str if text is None else bool(text)
+            utf8 = _UTF8_DECODER() if is_text and not is_str else None
+        elif is_str is not self._fragmenting:
             raise TypeError("all fragments of a message must be str, or all bytes-like")
-        self._queue_fragment(payload, first=first, fin=False)
+        else:
+            is_text, utf8 = self._fragments_text, self._fragments_utf8
+        if utf8 is not None:
+            # A character may straddle fragments: the decoder keeps its start (§8.1).
+            decoded = utf8.decode(payload)  # type: ignore[arg-type]
+            if not self._own_framing:
+                payload = decoded
+        elif is_str and not is_text and not self._own_framing:
+            payload = payload.encode("utf-8")  # type: ignore[union-attr]
+        if first:
+            self._fragmenting = is_str
+            self._fragments_text = is_text
+            self._fragments_utf8 = utf8
+            self._fragments_deflate = None if compress is False else self._deflate
+        self._queue_fragment(payload, first=first, fin=False, text=is_text)
 
     def finish_fragments(self) -> None:
         """Queue the last frame (empty, with FIN) of the message `send_fragment` started.
@@ -877,12 +941,18 @@ class ClientProtocol(Generic[W]):
         Raises:
             ConnectionClosed: the connection is closing or closed.
             RuntimeError: no message is being sent in fragments.
+            UnicodeDecodeError: the message is bytes sent as text and ends inside a UTF-8
+                sequence; nothing is queued, and the message is still unfinished.
         """
         self._check_open()
         if self._fragmenting is None:
             raise RuntimeError("no message is being sent in fragments")
-        self._queue_fragment("" if self._fragmenting else b"", first=False, fin=True)
+        if self._fragments_utf8 is not None:
+            self._fragments_utf8.decode(b"", final=True)
+        text = self._fragments_text
+        self._queue_fragment("" if text else b"", first=False, fin=True, text=text)
         self._fragmenting = None
+        self._fragments_utf8 = None
 
     def abort_fragments(self, cause: BaseException) -> None:
         """The message `send_fragment` started can't be finished (its source raised, or
@@ -898,9 +968,9 @@ class ClientProtocol(Generic[W]):
                 self.failure = cause
             self.send_close(1011, "fragmented message interrupted")
 
-    def _queue_fragment(self, payload: str | bytes, *, first: bool, fin: bool) -> None:
+    def _queue_fragment(self, payload: str | bytes, *, first: bool, fin: bool, text: bool) -> None:
         if self._trace is not None:
-            self._trace(f"> {_describe_data(payload, first=first, fin=fin)}")
+            self._trace(f"> {_describe_data(payload, first=first, fin=fin, text=text)}")
         if not self._own_framing:
             if first and self._deflate is not None:
                 self._deflate.skip_message = self._fragments_deflate is None  # for the hook
@@ -910,10 +980,7 @@ class ClientProtocol(Generic[W]):
         rsv1 = False
         if self._fragments_deflate is not None:
             rsv1, data = self._fragments_deflate.compress(data, first=first, fin=fin)
-        if first:
-            opcode = OPCODE_TEXT if isinstance(payload, str) else OPCODE_BINARY
-        else:
-            opcode = OPCODE_CONTINUATION
+        opcode = (OPCODE_TEXT if text else OPCODE_BINARY) if first else OPCODE_CONTINUATION
         self._queue_data(client_frame(opcode, data, fin=fin, rsv1=rsv1))
 
     def send_ping(self, payload: bytes, waiter: W) -> None:
@@ -1021,11 +1088,15 @@ class ClientProtocol(Generic[W]):
 _TRACE_PREVIEW = 40  # characters (or bytes) of a payload shown in a trace line
 
 
-def _describe_data(payload: str | bytes | bytearray, *, first: bool, fin: bool) -> str:
-    """A data frame, for tracing: its type (CONT for a continuation), the start of its
-    payload, its size, and whether more of the message follows.
+def _describe_data(
+    payload: str | bytes | bytearray, *, first: bool, fin: bool, text: bool | None = None
+) -> str:
+    """A data frame, for tracing: its type (CONT for a continuation; `text` says whether it
+    is text, else the payload's type does), the start of its payload, its size, and whether
+    more of the message follows.
     """
-    kind = ("TEXT" if isinstance(payload, str) else "BINARY") if first else "CONT"
+    is_text = isinstance(payload, str) if text is None else text
+    kind = ("TEXT" if is_text else "BINARY") if first else "CONT"
     size = len(payload.encode("utf-8")) if isinstance(payload, str) else len(payload)
     more = "…" if len(payload) > _TRACE_PREVIEW else ""
     shown = (

@@ -36,6 +36,8 @@ from ._protocol import State
 from ._types import Data, Request, Response
 
 if TYPE_CHECKING:
+    import uuid
+
     if sys.version_info >= (3, 11):
         from typing import Unpack
     else:
@@ -60,6 +62,11 @@ class ClientConnection:
         self._connection = connection
 
     # -- properties ---------------------------------------------------------------------
+
+    @property
+    def id(self) -> uuid.UUID:
+        """As `anyws.ClientConnection.id`."""
+        return self._connection.id
 
     @property
     def state(self) -> State:
@@ -173,9 +180,10 @@ class ClientConnection:
         message: Data | bytearray | memoryview | Iterable[Data],
         *,
         compress: bool | None = None,
+        text: bool | None = None,
     ) -> None:
         """Send a message, or its fragments (a list or tuple queued whole, any other iterable
-        streamed); `compress` and what raises as in `anyws.ClientConnection.send`.
+        streamed); `compress`, `text` and what raises as in `anyws.ClientConnection.send`.
 
         A streamed iterable is iterated in a worker thread while this call blocks, one
         fragment at a time, so a generator reading a file never holds the whole message.
@@ -183,7 +191,7 @@ class ClientConnection:
         to_send: Any = message
         if not isinstance(message, (str, bytes, bytearray, memoryview, list, tuple)):
             to_send = _IteratedInAThread(iter(message))
-        self._portal.call(partial(self._connection.send, to_send, compress=compress))
+        self._portal.call(partial(self._connection.send, to_send, compress=compress, text=text))
 
     def send_text(self, data: str, *, compress: bool | None = None) -> None:
         """Send a text message."""

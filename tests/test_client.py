@@ -98,6 +98,45 @@ async def test_recv_decode(server_uri: str) -> None:
         assert await ws.recv() == b"\xff not UTF-8"
 
 
+@pytest.mark.parametrize("compression", ["deflate", None])
+async def test_send_text_overrides_the_frame_type(server_uri: str, compression: str | None) -> None:
+    # As in `websockets` 14+: UTF-8 bytes (e.g. a JSON library's output) sent as text, and
+    # text as binary. The echo gives back what the server received: str for a text frame.
+    async with anyws.connect(server_uri, compression=compression) as ws:
+        await ws.send(b'{"caf\xc3\xa9": 1}', text=True)
+        assert await ws.recv() == '{"café": 1}'
+        await ws.send("héllo", text=False)
+        assert await ws.recv() == "héllo".encode()
+        await ws.send([b"\xe2\x82", b"\xac"], text=True)  # "€" split between two frames
+        assert await ws.recv() == "€"
+
+        async def streamed() -> AsyncIterator[bytes]:
+            yield b"caf\xc3"
+            yield b"\xa9 " + "é ".encode() * 999
+
+        await ws.send(streamed(), text=True)
+        assert await ws.recv() == "café " + "é " * 999
+        with pytest.raises(UnicodeDecodeError):
+            await ws.send(b"\xff not UTF-8", text=True)
+        await ws.send("nothing was sent, the connection is fine")
+        assert await ws.recv() == "nothing was sent, the connection is fine"
+
+
+async def test_a_streamed_text_send_that_goes_bad_closes_with_1011(server_uri: str) -> None:
+    async def streamed() -> AsyncIterator[bytes]:
+        yield b"fine so far "
+        yield b"\xff"
+
+    async with anyws.connect(server_uri) as ws:
+        with pytest.raises(UnicodeDecodeError):
+            await ws.send(streamed(), text=True)
+        with pytest.raises(ConnectionClosedError) as caught:
+            await ws.recv()
+    assert caught.value.sent is not None
+    assert caught.value.sent.code == 1011
+    assert isinstance(caught.value.__cause__, UnicodeDecodeError)
+
+
 async def test_many_messages_both_ways(server_uri: str) -> None:
     async with anyws.connect(server_uri) as ws:
         async with anyio.create_task_group() as tg:

@@ -550,6 +550,13 @@ async def test_no_exception_group_from_library_errors() -> None:
     assert info.value.__cause__.code == 1002
 
 
+async def test_each_connection_has_its_own_id() -> None:
+    async with memory_websocket() as first, memory_websocket() as second:
+        assert first.id == first.id  # made once, then kept
+        assert first.id != second.id
+        assert first.id.version == 4  # random, as in `websockets`
+
+
 async def test_messages_before_bad_input_can_be_answered() -> None:
     """Autobahn 3.2, 4.1.3, 5.15: a valid message, then a bad frame, in one write: the
     application gets the message and its answer goes out before the close frame."""

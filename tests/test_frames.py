@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import zlib
+from typing import Any
 from unittest.mock import patch
 
 import pytest
@@ -150,3 +151,30 @@ def test_anyws_no_speedups_selects_the_pure_python_fallback() -> None:
     )
     environment = {**os.environ, "ANYWS_NO_SPEEDUPS": "1"}
     subprocess.run([sys.executable, "-c", check], env=environment, check=True, timeout=60)
+
+
+@given(
+    parts=st.lists(text_payloads, min_size=1, max_size=4),
+    text=st.booleans(),
+    params=deflate_params,
+    key=st.binary(min_size=4, max_size=4),
+)
+def test_text_override_is_byte_identical_to_wsproto(
+    parts: list[str],
+    text: bool,
+    params: list[tuple[str, str | None]] | None,
+    key: bytes,
+) -> None:
+    # UTF-8 sent as text (or text sent as binary) frames exactly as wsproto frames the same
+    # message given in the type that makes it pick that opcode.
+    ours = ClientProtocol[str]([] if params is None else [negotiate_deflate(params)])
+    theirs = reference(params)
+    given_parts: list[Any] = [part.encode() for part in parts] if text else parts
+    expected: list[Any] = parts if text else [part.encode() for part in parts]
+    with patch("os.urandom", return_value=key):
+        if len(parts) == 1:
+            ours.send_message(given_parts[0], text=text)
+            assert b"".join(ours.data_to_send()) == wsproto_frames(theirs, expected[0])
+        else:
+            ours.send_fragments(given_parts, text=text)
+            assert b"".join(ours.data_to_send()) == wsproto_frames(theirs, expected)

@@ -919,3 +919,121 @@ def test_trace_describes_every_frame() -> None:
     client2 = ClientProtocol[str](trace=lines.append)
     client2.fail(1011, "", RuntimeError("down"))
     assert lines[-1] == "> CLOSE 1011"
+
+
+# -- text=: the frame's type set by the caller, as in `websockets` ------------------------
+
+
+def framing_pair(framing: str, *, deflate: bool) -> tuple[ClientProtocol[str], Connection]:
+    """A client and a server, the client framing data itself ("own") or through wsproto
+    ("wsproto": an extension other than ours makes it hand the framing over).
+    """
+    if framing == "own":
+        return pair(deflate=deflate)
+    extensions: list[Extension] = [PassThrough()]
+    server_extensions: list[Extension] = [PassThrough()]
+    if deflate:
+        server_deflate = PerMessageDeflate()
+        server_deflate.accept("permessage-deflate")
+        extensions.insert(0, negotiate_deflate([]))
+        server_extensions.insert(0, server_deflate)
+    return ClientProtocol[str](extensions), Connection(ConnectionType.SERVER, server_extensions)
+
+
+def received(events: list[Event]) -> list[tuple[str, Data]]:
+    """The messages the server got: ("text" or "binary", the whole message)."""
+    messages: list[tuple[str, Data]] = []
+    parts: list[Any] = []
+    for event in events:
+        if isinstance(event, Message):
+            parts.append(event.data)
+            if event.message_finished:
+                kind = "text" if isinstance(event, TextMessage) else "binary"
+                messages.append((kind, "".join(parts) if kind == "text" else b"".join(parts)))
+                parts = []
+    return messages
+
+
+@pytest.mark.parametrize("deflate", [False, True])
+@pytest.mark.parametrize("framing", ["own", "wsproto"])
+def test_text_overrides_the_frame_type(framing: str, deflate: bool) -> None:
+    client, server = framing_pair(framing, deflate=deflate)
+    client.send_message("café".encode(), text=True)
+    client.send_message(bytearray("ça".encode()), text=True)
+    client.send_message("héllo", text=False)
+    client.send_message("as usual", text=True)
+    client.send_message(b"as usual", text=False)
+    # A character split between two fragments is still one character.
+    client.send_fragments([b"caf\xc3", memoryview(b"\xa9!")], text=True)
+    client.send_fragments(["é", "t", "é"], text=False)
+    client.send_fragment(b"\xe2\x82", text=True)  # the first two bytes of "€"
+    client.send_fragment(b"\xac = euro")
+    client.finish_fragments()
+    client.send_fragment("stré", text=False)
+    client.send_fragment("am")
+    client.finish_fragments()
+    assert received(to_server(client, server)) == [
+        ("text", "café"),
+        ("text", "ça"),
+        ("binary", "héllo".encode()),
+        ("text", "as usual"),
+        ("binary", b"as usual"),
+        ("text", "café!"),
+        ("binary", "été".encode()),
+        ("text", "€ = euro"),
+        ("binary", "stréam".encode()),
+    ]
+
+
+@pytest.mark.parametrize("framing", ["own", "wsproto"])
+def test_bytes_sent_as_text_must_be_utf8(framing: str) -> None:
+    client, server = framing_pair(framing, deflate=False)
+    with pytest.raises(UnicodeDecodeError, match="invalid start byte"):
+        client.send_message(b"\xff", text=True)
+    with pytest.raises(UnicodeDecodeError):
+        client.send_fragments([b"fine", b"\xc3("], text=True)
+    with pytest.raises(UnicodeDecodeError, match="unexpected end of data"):
+        client.send_fragments([b"ends inside a character \xc3"], text=True)
+    # A bad first fragment of a streamed message leaves nothing started.
+    with pytest.raises(UnicodeDecodeError):
+        client.send_fragment(b"\xff", text=True)
+    assert client.data_to_send() == []
+    assert client.state is State.OPEN
+    client.send_message("still usable")
+    assert received(to_server(client, server)) == [("text", "still usable")]
+
+
+@pytest.mark.parametrize("framing", ["own", "wsproto"])
+def test_a_streamed_text_message_that_goes_bad_stays_unfinished(framing: str) -> None:
+    client, server = framing_pair(framing, deflate=False)
+    client.send_fragment(b"ok \xc3", text=True)
+    with pytest.raises(UnicodeDecodeError):
+        client.send_fragment(b"(")  # not a continuation byte
+    with pytest.raises(UnicodeDecodeError, match="unexpected end of data"):
+        client.finish_fragments()  # the message would end inside "é"
+    # Neither queued anything; the message is still open, as the connection sees it.
+    with pytest.raises(ConcurrencyError):
+        client.send_message("another")
+    client.abort_fragments(UnicodeDecodeError("utf-8", b"", 0, 1, "bad"))
+    assert client.close_sent == Close(1011, "fragmented message interrupted")
+    events = to_server(client, server)
+    assert [e.data for e in events if isinstance(e, Message)] == ["ok "]
+
+
+def test_trace_shows_the_type_text_sets() -> None:
+    lines: list[str] = []
+    client = ClientProtocol[str](trace=lines.append)
+    client.send_message(b"bytes", text=True)
+    client.send_message("str", text=False)
+    client.send_fragment(b"a", text=True)
+    client.finish_fragments()
+    client.send_fragment("b", text=False)
+    client.finish_fragments()
+    assert lines == [
+        "> TEXT b'bytes' [5 bytes]",
+        "> BINARY 'str' [3 bytes]",
+        "> TEXT b'a' [1 bytes, more]",
+        "> CONT '' [0 bytes]",
+        "> BINARY 'b' [1 bytes, more]",
+        "> CONT b'' [0 bytes]",
+    ]

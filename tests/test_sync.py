@@ -50,6 +50,7 @@ def sync_uri() -> Iterator[str]:
 def test_sync_round_trip(sync_uri: str, backend: str) -> None:
     with connect(sync_uri, backend=backend) as ws:  # type: ignore[arg-type]
         assert ws.state is State.OPEN
+        assert ws.id == ws._connection.id
         ws.send("text")
         assert ws.recv() == "text"
         ws.send([b"a", b"b"])
@@ -220,6 +221,22 @@ def test_sync_streaming_both_ways(backend: str) -> None:
         ws.send("xyz")
         typed: list[str] = list(ws.recv_streaming(decode=True))
         assert typed == ["x", "y", "z"]
+
+
+def test_sync_send_text_overrides_the_frame_type(sync_uri: str) -> None:
+    def fragments() -> Iterator[bytes]:
+        yield b"\xe2\x82"  # "€" split between two frames
+        yield b"\xac"
+
+    with connect(sync_uri) as ws:
+        ws.send(b"caf\xc3\xa9", text=True)
+        assert ws.recv() == "café"
+        ws.send("été", text=False)
+        assert ws.recv() == "été".encode()
+        ws.send(fragments(), text=True)
+        assert ws.recv() == "€"
+        with pytest.raises(UnicodeDecodeError):
+            ws.send(b"\xff", text=True)
 
 
 def test_sync_streamed_send_that_fails_closes_with_1011(sync_uri: str) -> None:
