@@ -131,6 +131,12 @@ _UTF8_DECODER = codecs.getincrementaldecoder("utf-8")  # as wsproto decodes text
 W = TypeVar("W")
 """What the driver keeps per outstanding ping (its waiter)."""
 
+_SMALL_FRAGMENT = 1024
+"""A fragment shorter than this (bytes, or characters of text) is small: the object that
+holds it costs tens of bytes, more than a few of its bytes."""
+_SMALL_RUN = 64
+"""How many small fragments a `PartialMessage` keeps unjoined (see `PartialMessage.add`)."""
+
 
 class PartialMessage:
     """A message whose frames are still arriving (RFC 6455 §5.4), as `parse` returns it
@@ -142,14 +148,22 @@ class PartialMessage:
     incrementally, so a piece never ends inside a sequence), `bytes` for binary. A binary
     message whose `size` is known (one frame) is kept in a `MessageBuffer` instead, until
     it is streamed.
+
+    Small fragments are joined as they come: a server may send a message in frames of one
+    byte (three on the wire), and kept one object each, a message of `max_size` bytes would
+    take some forty times `max_size`. Joined, a message holds at most `_SMALL_RUN` + 1
+    small pieces, so its memory stays within a few percent of its size (plus a few KiB),
+    as the bound `read_limit + max_queue * max_size` needs.
     """
 
-    __slots__ = ("abandoned", "buffer", "complete", "fragments", "text")
+    __slots__ = ("_small", "_unjoined", "abandoned", "buffer", "complete", "fragments", "text")
 
     def __init__(self, text: bool, size: int | None = None) -> None:
         self.text = text
         """True for a text message, False for a binary one."""
         self.fragments: deque[str | bytes] = deque()
+        self._unjoined = 0  # pieces at the end of `fragments` added since the last join
+        self._small = 0  # how many of them are small
         self.buffer = None if size is None or MessageBuffer is None else MessageBuffer(size)
         self.complete = False
         """True once the last fragment arrived."""
@@ -162,8 +176,25 @@ class PartialMessage:
         """Keep the next fragment."""
         if self.buffer is not None:
             self.buffer.append(fragment)  # type: ignore[arg-type]
-        else:
-            self.fragments.append(fragment)
+            return
+        fragments = self.fragments
+        fragments.append(fragment)
+        self._unjoined += 1
+        if len(fragment) >= _SMALL_FRAGMENT:
+            return
+        self._small += 1
+        if self._small >= _SMALL_RUN:
+            # Everything added since the last join becomes one piece, big fragments between
+            # the small ones included: each byte is copied once more, a small joined piece
+            # a few times (it is the first of the next run). A stream may have taken some
+            # of them from the front meanwhile.
+            count = min(self._unjoined, len(fragments))
+            pieces = [fragments.pop() for _ in range(count)]
+            pieces.reverse()
+            joined = "".join(pieces) if self.text else b"".join(pieces)  # type: ignore[arg-type]
+            fragments.append(joined)
+            self._unjoined = 1
+            self._small = 1 if len(joined) < _SMALL_FRAGMENT else 0
 
     def stream(self) -> None:
         """Keep fragments as they come from now on: a receiver takes them one by one."""

@@ -8,6 +8,7 @@ import logging
 import os
 import ssl
 import struct
+import sys
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,7 +36,8 @@ from anyws import (
 )
 from anyws._handshake import accept_key
 from anyws._options import Options
-from anyws.testing import RawResponse, frame, serve
+from anyws._protocol import PartialMessage
+from anyws.testing import RawResponse, ServerConnection, frame, serve
 
 from .conftest import raw_server, read_request, request_key, websockets_server
 
@@ -135,6 +137,39 @@ async def test_a_streamed_text_send_that_goes_bad_closes_with_1011(server_uri: s
     assert caught.value.sent is not None
     assert caught.value.sent.code == 1011
     assert isinstance(caught.value.__cause__, UnicodeDecodeError)
+
+
+@pytest.mark.parametrize("server", ["ours", "websockets"])
+async def test_messages_in_one_byte_frames_take_little_memory(server: str) -> None:
+    # Three messages of 4,000 one-byte fragments (three bytes each on the wire), queued
+    # whole: kept one object per fragment they would take some 40 bytes per byte.
+    messages = [bytes([65 + index]) * 4000 for index in range(3)]
+
+    async def ours(connection: ServerConnection) -> None:
+        for message in messages:
+            raw = frame(0x2, message[:1], fin=False)
+            raw += frame(0x0, message[:1], fin=False) * (len(message) - 2)
+            await connection.send_raw(raw + frame(0x0, message[:1]))
+        await connection.close()
+
+    def theirs(ws: Any) -> None:
+        for message in messages:
+            ws.send([message[:1]] * len(message))  # a list: one frame per item
+        ws.close()
+
+    async with contextlib.AsyncExitStack() as stack:
+        if server == "ours":
+            uri = (await stack.enter_async_context(serve(ours))).uri
+        else:
+            uri = await stack.enter_async_context(websockets_server(theirs))
+        async with anyws.connect(uri, max_queue=None, compression=None) as ws:
+            await ws.wait_closed()  # everything arrived and is queued
+            # The queue itself: what the connection holds.
+            queued = [message for message in ws._messages if isinstance(message, PartialMessage)]
+            assert len(queued) == 3
+            held = sum(sys.getsizeof(piece) for message in queued for piece in message.fragments)
+            assert held <= 1.1 * 12_000 + 3 * 4096
+            assert [message async for message in ws] == messages
 
 
 async def test_many_messages_both_ways(server_uri: str) -> None:

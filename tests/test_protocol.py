@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import sys
 import zlib
 from typing import Any
 
@@ -33,6 +34,7 @@ from anyws import (
 )
 from anyws._deflate import negotiate_deflate, utf8_completion
 from anyws._protocol import (
+    _SMALL_FRAGMENT,
     TRANSITIONS,
     ClientProtocol,
     PartialMessage,
@@ -1037,3 +1039,65 @@ def test_trace_shows_the_type_text_sets() -> None:
         "> BINARY 'b' [1 bytes, more]",
         "> CONT b'' [0 bytes]",
     ]
+
+
+# -- a message in many small frames is held in few pieces --------------------------------
+
+
+def held(partial: PartialMessage) -> int:
+    """The bytes that the pieces of a message take in memory, their objects included."""
+    return sum(sys.getsizeof(piece) for piece in partial.fragments)
+
+
+@pytest.mark.parametrize("text", [False, True])
+def test_a_message_of_one_byte_frames_is_held_in_few_pieces(text: bool) -> None:
+    # 20,000 frames of one byte (three on the wire): kept one object each, the message
+    # would take some 40 bytes per byte.
+    client, _ = pair()
+    count = 20_000
+    chunk = "é".encode()[:1] if text else b"x"  # text: "é" split between two frames
+    payload = b"".join(
+        frame(0x0, "é".encode()[index % 2 : index % 2 + 1], fin=False)
+        if text
+        else frame(0x0, b"x", fin=False)
+        for index in range(1, count - 1)
+    )
+    last = "é".encode()[1:] if text else b"x"
+    [partial] = feed(client, frame(0x1 if text else 0x2, chunk, fin=False) + payload)
+    assert isinstance(partial, PartialMessage)
+    feed(client, frame(0x0, last))
+    assert partial.complete
+    assert held(partial) <= 1.1 * count + 4096
+    assert partial.join() == ("é" * (count // 2) if text else b"x" * count)
+
+
+@given(
+    script=st.lists(
+        st.one_of(
+            st.integers(0, 3),  # add a fragment of this size: tiny,
+            st.integers(0, 2 * _SMALL_FRAGMENT),  # or any
+            st.none(),  # a stream takes the oldest piece
+        ),
+        min_size=200,  # enough tiny fragments to matter
+        max_size=600,
+    ),
+    text=st.booleans(),
+)
+def test_joining_small_fragments_keeps_every_byte_in_order(
+    script: list[int | None], text: bool
+) -> None:
+    partial = PartialMessage(text)
+    added: list[str | bytes] = []
+    taken: list[str | bytes] = []
+    for step in script:
+        if step is None:
+            if partial.fragments:
+                taken.append(partial.fragments.popleft())
+            continue
+        letter = chr(ord("a") + len(added) % 26)
+        fragment: str | bytes = letter * step if text else letter.encode() * step
+        added.append(fragment)
+        partial.add(fragment)
+        assert held(partial) <= 1.1 * sum(len(piece) for piece in partial.fragments) + 4096
+    empty: str | bytes = "" if text else b""
+    assert empty.join([*taken, partial.join()]) == empty.join(added)  # type: ignore[arg-type,list-item]
