@@ -73,6 +73,8 @@ class _Protocol(asyncio.BufferedProtocol):
         self.read_waiter: asyncio.Future[None] | None = None
         # Called instead of waking a receiver once the driver reads by callback.
         self.on_readable: Callable[[], None] | None = None
+        # Called when the write buffer has drained after being over its high-water mark.
+        self.on_writable: Callable[[], None] | None = None
         # Where the driver wants the next read to go, if anywhere (see `set_reader`), and
         # the window the transport is reading into.
         self.window_source: Callable[[], Window | None] | None = None
@@ -143,6 +145,8 @@ class _Protocol(asyncio.BufferedProtocol):
     def resume_writing(self) -> None:
         self.writing_paused = False
         self.wake_writer()
+        if self.on_writable is not None:
+            self.on_writable()
 
     def wake_reader(self) -> None:
         if self.on_readable is not None:
@@ -253,6 +257,7 @@ class AsyncioStream(anyio.abc.ByteStream):
         on_readable: Callable[[], None],
         window_source: Callable[[], Window | None] | None = None,
         on_window: Callable[[Window, int], None] | None = None,
+        on_writable: Callable[[], None] | None = None,
     ) -> None:
         """Read by callback from now on: call `on_readable` (in the event loop's callback,
         never in a task) whenever data, EOF or a failure arrives, instead of waking a
@@ -262,11 +267,14 @@ class AsyncioStream(anyio.abc.ByteStream):
         When everything that arrived was taken, the transport asks `window_source` where
         the next read should go: into the window it returns (a writable buffer), then
         `on_window` gets the window and the count read, or as usual if it returns None.
+        `on_writable` is called (also in a callback) whenever the write buffer, having
+        gone over its high-water mark, has drained to the low one (`writing_paused` ends).
         """
         protocol = self._protocol
         protocol.on_readable = on_readable
         protocol.window_source = window_source
         protocol.on_window = on_window
+        protocol.on_writable = on_writable
 
     async def send(self, item: bytes) -> None:
         """Hand `item` to the transport; wait only while the transport is over its limit."""
@@ -294,6 +302,13 @@ class AsyncioStream(anyio.abc.ByteStream):
         """
         if self.open:
             self._transport.write(item)
+
+    @property
+    def writing_paused(self) -> bool:
+        """True while the write buffer is over its high-water mark (until it drains to the
+        low-water mark).
+        """
+        return self._protocol.writing_paused
 
     @property
     def write_buffer_size(self) -> int:
@@ -344,6 +359,7 @@ class AsyncioStream(anyio.abc.ByteStream):
             # the connection is freed as soon as the application lets go of it.
             protocol = self._protocol
             protocol.on_readable = protocol.window_source = protocol.on_window = None
+            protocol.on_writable = None
             self._transport.abort()
             protocol.wake_reader()
             protocol.wake_writer()

@@ -1183,7 +1183,10 @@ class ClientConnection:
         direct = self._direct
         if direct is not None:
             direct.set_reader(
-                self._on_stream_news, self._protocol.receive_window, self._on_window_filled
+                self._on_stream_news,
+                self._protocol.receive_window,
+                self._on_window_filled,
+                self._on_writable,
             )
             if self._initial_data:
                 self._protocol.receive_data(self._initial_data)
@@ -1252,6 +1255,10 @@ class ClientConnection:
             # A failure's close frame may still wait for the application when nothing more
             # is parsed (the server's close frame came right after the bad input).
             while not protocol.reading_done or protocol.failure_pending:
+                # While the writer is busy with a backlog, pings wait for its next write.
+                protocol.pongs_deferred = (
+                    self._in_flight > 0 and self._buffered() > self._limits.write_limit_high
+                )
                 self._deliver(protocol.parse(self._queue_room()))
                 if protocol.failure_pending:
                     await self._wait_failure_committed()
@@ -1298,6 +1305,14 @@ class ClientConnection:
         self._protocol.received_into(window, count)
         self._on_readable()
 
+    def _on_writable(self) -> None:
+        """The asyncio transport's write buffer has drained: the pings held back meanwhile
+        get their answer.
+        """
+        if self._protocol.pong_owed:
+            self._protocol.answer_deferred_pong()
+            self._kick_writer()
+
     def _on_readable(self) -> None:
         """The asyncio stream has news (data, EOF, a failure), or the reader may go on."""
         if not self._pumping and self._direct is not None:
@@ -1315,6 +1330,9 @@ class ClientConnection:
         self._pumping = True
         try:
             while not protocol.reading_done:
+                # While the peer doesn't take what is written, pings wait for it to drain
+                # (`_on_writable`).
+                protocol.pongs_deferred = direct.writing_paused
                 self._deliver(protocol.parse(self._queue_room()))
                 if protocol.failure_pending:
                     break
@@ -1433,6 +1451,9 @@ class ClientConnection:
     async def _write_frames(self) -> None:
         protocol = self._protocol
         while True:
+            if protocol.pong_owed:
+                # The pings that came while the last write was under way get one answer.
+                protocol.answer_deferred_pong()
             frames = protocol.data_to_send()
             if self._unsent:
                 frames.insert(0, self._unsent)

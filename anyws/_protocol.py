@@ -365,6 +365,10 @@ class ClientProtocol(Generic[W]):
         self._data_out: list[bytes] = []
         self.outbox_size = 0
         self._pings: dict[bytes, W] = {}
+        self.pongs_deferred = False
+        """Set by the driver while the server doesn't take what is written to it: pings
+        are then answered later, by `answer_deferred_pong` (see `_on_event`)."""
+        self._deferred_pong: bytes | None = None  # the payload of the latest ping deferred
 
         self.close_rcvd: Close | None = None
         self.close_sent: Close | None = None
@@ -672,8 +676,13 @@ class ClientProtocol(Generic[W]):
                         message.abandon()
         elif isinstance(event, Ping):
             if self.phase is Phase.OPEN:
-                # RFC 6455 §5.5.2: answer with a pong carrying the same payload.
-                self._send_control(event.response())
+                if self.pongs_deferred:
+                    # A server that sends pings and reads nothing would have a pong queued
+                    # for each, without bound. Only the latest needs one (RFC 6455 §5.5.3).
+                    self._deferred_pong = bytes(event.payload)
+                else:
+                    # RFC 6455 §5.5.2: answer with a pong carrying the same payload.
+                    self._send_control(event.response())
         elif isinstance(event, Pong):
             acknowledged = self._acknowledge(bytes(event.payload))
             if acknowledged:
@@ -1028,6 +1037,20 @@ class ClientProtocol(Generic[W]):
             raise ConcurrencyError("already waiting for a pong with the same payload")
         self._pings[payload] = waiter
         self._send_control(Ping(payload=payload))
+
+    @property
+    def pong_owed(self) -> bool:
+        """True while a ping received when `pongs_deferred` was set waits for its pong."""
+        return self._deferred_pong is not None
+
+    def answer_deferred_pong(self) -> None:
+        """Queue the pong owed to the latest ping that `pongs_deferred` held back, if any:
+        the driver calls it once the server takes what is written again. None is sent once
+        the closing handshake has started, as for any ping.
+        """
+        payload, self._deferred_pong = self._deferred_pong, None
+        if payload is not None and self.phase is Phase.OPEN:
+            self._send_control(Pong(payload=payload))
 
     def ping_pending(self, payload: bytes) -> bool:
         """True while a ping with this payload waits for its pong."""

@@ -7,6 +7,7 @@ however well the data compresses, a peer that stopped reading released within
 from __future__ import annotations
 
 import gc
+import socket
 import threading
 import time
 import tracemalloc
@@ -17,6 +18,15 @@ from typing import Any
 import anyio
 import anyio.abc
 import pytest
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (
+    AcceptConnection,
+    CloseConnection,
+    Ping,
+    Pong,
+    Request,
+    TextMessage,
+)
 
 import anyws
 from anyws import Close, ConnectionClosed, ConnectionClosedError, PayloadTooBig
@@ -163,6 +173,78 @@ async def test_a_peer_that_stopped_reading_is_released_within_close_timeout(leav
         assert sock.fileno() == -1
         with pytest.raises(anyio.ClosedResourceError):
             await ws._stream.send(b"x")
+
+
+class PingFlooder:
+    """A server in a thread, on a blocking socket with a small receive buffer, that
+    sends `count` pings (125-byte payloads) and a "done" message without reading anything;
+    once `measured` is set it reads again, pings once more and records every pong, until
+    the pong to that last ping; then it closes. (Our test server can't stop reading at
+    the kernel's level on asyncio: anyio's asyncio streams read into memory regardless.)
+    """
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.measured = threading.Event()
+        self.pongs: list[bytes] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        # Fixed, so the kernel doesn't grow it: what the client writes stays with it.
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.uri = f"ws://127.0.0.1:{self._listener.getsockname()[1]}/"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> PingFlooder:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.measured.set()
+        self._thread.join(timeout=10)
+        self._listener.close()
+
+    def _serve(self) -> None:
+        sock, _ = self._listener.accept()
+        with sock:
+            ws = WSConnection(ConnectionType.SERVER)
+            while not isinstance(event := next(iter(self._events(sock, ws)), None), Request):
+                pass
+            sock.sendall(ws.send(AcceptConnection()))
+            for start in range(0, self.count, 1000):
+                pings = range(start, min(start + 1000, self.count))
+                sock.sendall(b"".join(ws.send(Ping(b"%125d" % index)) for index in pings))
+            sock.sendall(ws.send(TextMessage("done")))
+            self.measured.wait(timeout=30)
+            sock.sendall(ws.send(Ping(b"still there?")))
+            while b"still there?" not in self.pongs:
+                for event in self._events(sock, ws):
+                    if isinstance(event, Pong):
+                        self.pongs.append(bytes(event.payload))
+            sock.sendall(ws.send(CloseConnection(1000)))
+            while not any(isinstance(e, CloseConnection) for e in self._events(sock, ws)):
+                pass
+
+    @staticmethod
+    def _events(sock: socket.socket, ws: WSConnection) -> list[Any]:
+        data = sock.recv(2**16)
+        ws.receive_data(data or None)
+        return list(ws.events())
+
+
+async def test_a_ping_flood_from_a_peer_that_stopped_reading_holds_few_pongs() -> None:
+    # Each ping asks for a pong, and this server reads none of them: one queued per ping,
+    # 50,000 pings would leave megabytes unwritten once the kernel's buffers are full.
+    # Only the latest ping needs an answer (RFC 6455 §5.5.3), once the server reads again.
+    with PingFlooder(50_000) as server:
+        async with anyws.connect(server.uri, ping_interval=None, compression=None) as ws:
+            assert await ws.recv() == "done"  # every ping before it was parsed
+            assert ws._buffered() < 2**20  # what waits to be written, in user space
+            server.measured.set()
+            with pytest.raises(ConnectionClosed):
+                await ws.recv()
+    # Pings are answered again once the server reads, the flood's latest ping (or the
+    # last one, if it came while the backlog still drained) first.
+    assert server.pongs[-1] == b"still there?"
+    assert ws.close_code == 1000
 
 
 async def test_a_heartbeat_during_the_closing_handshake_leaves_it_alone() -> None:

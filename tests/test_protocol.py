@@ -1101,3 +1101,30 @@ def test_joining_small_fragments_keeps_every_byte_in_order(
         assert held(partial) <= 1.1 * sum(len(piece) for piece in partial.fragments) + 4096
     empty: str | bytes = "" if text else b""
     assert empty.join([*taken, partial.join()]) == empty.join(added)  # type: ignore[arg-type,list-item]
+
+
+# -- pings while the server reads nothing ------------------------------------------------
+
+
+def test_deferred_pings_get_one_pong_for_the_latest() -> None:
+    client, server = pair()
+    client.pongs_deferred = True  # the driver: what we write isn't being taken
+    feed(client, b"".join(server.send(Ping(b"%d" % index)) for index in range(1000)))
+    assert client.data_to_send() == []
+    assert client.pong_owed
+    client.pongs_deferred = False
+    feed(client, server.send(Ping(b"answered at once")))
+    client.answer_deferred_pong()
+    assert not client.pong_owed
+    client.answer_deferred_pong()  # nothing owed: nothing sent
+    pongs = [e.payload for e in to_server(client, server) if isinstance(e, Pong)]
+    assert pongs == [b"answered at once", b"999"]
+
+
+def test_no_deferred_pong_once_closing() -> None:
+    client, server = pair()
+    client.pongs_deferred = True
+    feed(client, server.send(Ping(b"late")))
+    client.send_close(1000)
+    client.answer_deferred_pong()
+    assert [type(e) for e in to_server(client, server)] == [CloseConnection]
