@@ -767,10 +767,10 @@ class ClientConnection:
                 (a streamed message, whose size isn't known, is compressed). Ignored without
                 compression.
             text: as in `websockets`, overrides the frame type: True sends bytes-like data
-                (UTF-8, e.g. JSON from a library that returns bytes) as text without
-                decoding it here, False sends a str as binary (its UTF-8). The bytes are
-                checked to be UTF-8 first (RFC 6455 §8.1), which `websockets` leaves to
-                the server. None (the default) goes by the type.
+                that is already UTF-8 (e.g. JSON from a library that returns bytes) as
+                text, False sends a str as binary (its UTF-8). The bytes are checked to
+                be UTF-8 first (RFC 6455 §8.1), which `websockets` leaves to the server.
+                None (the default) goes by the type.
 
         Cancel-safe for a message queued whole: it is either queued or not at all, and the
         connection stays usable. A streamed send cancelled before its first fragment was

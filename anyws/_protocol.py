@@ -916,6 +916,8 @@ class ClientProtocol(Generic[W]):
             UnicodeDecodeError: bytes to send as text aren't UTF-8, fragments joined.
         """
         if text:
+            if self._own_framing and all(payload.isascii() for payload in payloads):
+                return payloads  # ASCII is UTF-8: checked without decoding (JSON often is)
             decoder = _UTF8_DECODER()
             last = len(payloads) - 1
             decoded = [

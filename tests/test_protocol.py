@@ -961,6 +961,7 @@ def received(events: list[Event]) -> list[tuple[str, Data]]:
 def test_text_overrides_the_frame_type(framing: str, deflate: bool) -> None:
     client, server = framing_pair(framing, deflate=deflate)
     client.send_message("café".encode(), text=True)
+    client.send_message(b'{"ascii": true}', text=True)
     client.send_message(bytearray("ça".encode()), text=True)
     client.send_message("héllo", text=False)
     client.send_message("as usual", text=True)
@@ -976,6 +977,7 @@ def test_text_overrides_the_frame_type(framing: str, deflate: bool) -> None:
     client.finish_fragments()
     assert received(to_server(client, server)) == [
         ("text", "café"),
+        ("text", '{"ascii": true}'),
         ("text", "ça"),
         ("binary", "héllo".encode()),
         ("text", "as usual"),
