@@ -68,6 +68,9 @@ Rules, in the order they were decided:
    the connection ends in the middle of is abandoned, never delivered as if whole.
 10. A message sent in fragments as they come (`send_fragment`) can't be interleaved with
    another (§5.4); if it can't be finished, the connection closes with 1011.
+11. Every ping is answered, except while the driver says the server doesn't take what is
+   written (`pongs_deferred`): then only the latest one is, once it does (§5.5.3), so that
+   a server that sends pings and reads nothing can't make pongs pile up.
 """
 
 from __future__ import annotations
