@@ -35,7 +35,15 @@ from hypothesis.stateful import (
 
 import anyws
 from anyws import ConnectionClosed, ConnectionClosedOK
-from anyws.testing import ClientGone, FaultProxy, Server, ServerConnection, fault_proxy, serve
+from anyws.testing import (
+    ClientGone,
+    FaultProxy,
+    Server,
+    ServerConnection,
+    fault_proxy,
+    frame,
+    serve,
+)
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -55,6 +63,9 @@ messages = st.one_of(
     st.binary(min_size=3000, max_size=9000),  # several reads, several pieces
     st.lists(st.text(min_size=1, max_size=8), min_size=2, max_size=4).map(tuple),
     st.lists(st.binary(min_size=1, max_size=2000), min_size=2, max_size=4).map(tuple),
+    # Many tiny frames, which the client joins as they come (`PartialMessage.add`).
+    st.lists(st.binary(max_size=2), min_size=64, max_size=200).map(tuple),
+    st.lists(st.text(min_size=1, max_size=1), min_size=64, max_size=200).map(tuple),
 )
 
 
@@ -153,6 +164,14 @@ class ChaosMachine(RuleBasedStateMachine):
                 assert self.lossy
                 return
             self.sent.append(whole(message))
+
+    @precondition(server_open)
+    @rule(count=st.integers(1, 300))
+    def server_pings(self, count: int) -> None:
+        # The client answers each, or (while what it writes isn't taken) the latest only.
+        pings = b"".join(frame(0x9, b"%125d" % index) for index in range(count))
+        with contextlib.suppress(ClientGone):  # the proxy reset the connection
+            self.call(self.connection.send_raw, pings)
 
     @precondition(server_open)
     @rule(code=st.sampled_from([1000, 1001, 1011, 4000]))
