@@ -918,19 +918,34 @@ class ClientProtocol(Generic[W]):
         Raises:
             UnicodeDecodeError: bytes to send as text aren't UTF-8, fragments joined.
         """
-        if text:
-            if self._own_framing and all(payload.isascii() for payload in payloads):
-                return payloads  # ASCII is UTF-8: checked without decoding (JSON often is)
-            decoder = _UTF8_DECODER()
-            last = len(payloads) - 1
-            decoded = [
-                decoder.decode(payload, final=index == last)  # type: ignore[arg-type]
-                for index, payload in enumerate(payloads)
-            ]
-            return payloads if self._own_framing else decoded
-        if self._own_framing:
-            return payloads  # encoded when framed
-        return [payload.encode("utf-8") for payload in payloads]  # type: ignore[union-attr]
+        if text and self._own_framing and all(payload.isascii() for payload in payloads):
+            return payloads  # ASCII is UTF-8: checked without decoding (JSON often is)
+        utf8 = _UTF8_DECODER() if text else None
+        last = len(payloads) - 1
+        return [
+            self._framed_as(payload, text, utf8, final=index == last)
+            for index, payload in enumerate(payloads)
+        ]
+
+    def _framed_as(
+        self,
+        payload: str | bytes,
+        text: bool,
+        utf8: codecs.IncrementalDecoder | None,
+        *,
+        final: bool,
+    ) -> str | bytes:
+        """A fragment as the framing takes it for a frame of type `text`: bytes sent as text
+        go through `utf8` first (the message's decoder: a character may straddle fragments),
+        which raises `UnicodeDecodeError` if they aren't UTF-8. Our framing sends bytes as
+        they are and encodes a str; wsproto's picks the frame's type from the payload's.
+        """
+        if utf8 is not None:
+            decoded = utf8.decode(payload, final)  # type: ignore[arg-type]
+            return payload if self._own_framing else decoded
+        if isinstance(payload, str) and not text and not self._own_framing:
+            return payload.encode("utf-8")
+        return payload
 
     def send_fragment(
         self,
@@ -966,13 +981,7 @@ class ClientProtocol(Generic[W]):
             raise TypeError("all fragments of a message must be str, or all bytes-like")
         else:
             is_text, utf8 = self._fragments_text, self._fragments_utf8
-        if utf8 is not None:
-            # A character may straddle fragments: the decoder keeps its start (§8.1).
-            decoded = utf8.decode(payload)  # type: ignore[arg-type]
-            if not self._own_framing:
-                payload = decoded
-        elif is_str and not is_text and not self._own_framing:
-            payload = payload.encode("utf-8")  # type: ignore[union-attr]
+        payload = self._framed_as(payload, is_text, utf8, final=False)
         if first:
             self._fragmenting = is_str
             self._fragments_text = is_text
@@ -993,7 +1002,7 @@ class ClientProtocol(Generic[W]):
         if self._fragmenting is None:
             raise RuntimeError("no message is being sent in fragments")
         if self._fragments_utf8 is not None:
-            self._fragments_utf8.decode(b"", final=True)
+            self._fragments_utf8.decode(b"", final=True)  # ends on a whole character
         text = self._fragments_text
         self._queue_fragment("" if text else b"", first=False, fin=True, text=text)
         self._fragmenting = None

@@ -206,7 +206,7 @@ class PingFlooder:
         sock, _ = self._listener.accept()
         with sock:
             ws = WSConnection(ConnectionType.SERVER)
-            while not isinstance(event := next(iter(self._events(sock, ws)), None), Request):
+            while not any(isinstance(event, Request) for event in self._events(sock, ws)):
                 pass
             sock.sendall(ws.send(AcceptConnection()))
             for start in range(0, self.count, 1000):
