@@ -108,7 +108,8 @@ class _WebSocketContext:
         logger = options.get_logger()
         protocol: ClientProtocol[PongWaiter] = ClientProtocol(
             accepted.extensions,
-            max_size=options.max_size,
+            max_size=options.size_limits[0],
+            max_fragment_size=options.size_limits[1],
             compression_threshold=options.compression_threshold,
             # Frames are logged at debug level, as `websockets` does; decided once, so
             # that a connection without debug logging pays nothing per frame.

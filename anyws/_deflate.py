@@ -17,12 +17,12 @@ _EMPTY_BLOCK_TAIL = b"\x00\x00\xff\xff"  # RFC 7692 §7.2.1-§7.2.2
 class NegotiatedDeflate(Extension):
     """permessage-deflate with the parameters the server accepted (RFC 7692 §7.1).
 
-    Inflating stops as soon as a message grows past `max_size` (RFC 7692 §8.1 warns of
-    "decompression bombs"): zlib is asked for at most the bytes that remain allowed, so a
-    small compressed frame can't make a huge allocation. Passing the limit sets `too_big`
-    rather than failing the frame, so that wsproto keeps parsing: the connection is failed
-    with 1009 by `ClientProtocol`, which calls `discard()` and still reads the server's
-    close frame behind the oversized message.
+    Inflating stops as soon as a message grows past `max_size`, or one frame's payload
+    past `max_fragment_size` (RFC 7692 §8.1 warns of "decompression bombs"): zlib is asked
+    for at most the bytes that remain allowed, so a small compressed frame can't make a huge
+    allocation. Passing a limit sets `too_big` rather than failing the frame, so that
+    wsproto keeps parsing: the connection is failed with 1009 by `ClientProtocol`, which
+    calls `discard()` and still reads the server's close frame behind the oversized message.
 
     Window bits of 8 are legal in RFC 7692, but zlib can't compress with a window of 256
     bytes. Inflating with a larger window is always correct, so a server window of 8 is read
@@ -40,6 +40,7 @@ class NegotiatedDeflate(Extension):
         client_max_window_bits: int,
         server_max_window_bits: int,
         max_size: int | None = None,
+        max_fragment_size: int | None = None,
     ) -> None:
         self.client_no_context_takeover = client_no_context_takeover
         self.server_no_context_takeover = server_no_context_takeover
@@ -47,8 +48,10 @@ class NegotiatedDeflate(Extension):
         self.server_max_window_bits = max(server_max_window_bits, 9)
         self.compress_outbound = client_max_window_bits > 8
         self.max_size = max_size
+        self.max_fragment_size = max_fragment_size
         self.inflated_size = 0  # of the message being received
-        self.too_big = False  # the message being received passed max_size
+        self.frame_inflated_size = 0  # of the frame being received
+        self.too_big = False  # the message or frame being received passed its limit
         self._discarding = False
         self._text_tail = b""  # the last bytes inflated for a text message (see discard)
         self._message_is_text = False
@@ -122,6 +125,7 @@ class NegotiatedDeflate(Extension):
         if opcode.iscontrol():
             self._frame_compressed = False
         else:
+            self.frame_inflated_size = 0
             if opcode is not Opcode.CONTINUATION:
                 self._message_compressed = rsv.rsv1
                 self._message_is_text = opcode is Opcode.TEXT
@@ -162,23 +166,34 @@ class NegotiatedDeflate(Extension):
         if self._inflater is None:
             self._inflater = zlib.decompressobj(-self.server_max_window_bits)
         try:
-            if self.max_size is None:
+            allowed = self._allowed()
+            if allowed is None:
                 inflated = self._inflater.decompress(data)
             else:
                 # At most one byte past the limit: enough to know it was passed.
-                allowed = self.max_size - self.inflated_size + 1
-                inflated = self._inflater.decompress(data, allowed)
+                inflated = self._inflater.decompress(data, allowed + 1)
         except zlib.error:
             return CloseReason.INVALID_FRAME_PAYLOAD_DATA
         self.inflated_size += len(inflated)
+        self.frame_inflated_size += len(inflated)
         if self._message_is_text:
             tail = inflated if len(inflated) >= 3 else self._text_tail + inflated
             self._text_tail = tail[-3:]
-        if self.max_size is not None and self.inflated_size > self.max_size:
+        if allowed is not None and len(inflated) > allowed:
             # The connection fails with 1009: nothing more is inflated.
             self.too_big = True
             self.discard()
         return inflated
+
+    def _allowed(self) -> int | None:
+        """The bytes the message and the frame being received may still grow by."""
+        allowed = None
+        if self.max_size is not None:
+            allowed = self.max_size - self.inflated_size
+        if self.max_fragment_size is not None:
+            frame_allowed = self.max_fragment_size - self.frame_inflated_size
+            allowed = frame_allowed if allowed is None else min(allowed, frame_allowed)
+        return allowed
 
     def discard(self) -> None:
         """Stop inflating: every later data frame's payload is dropped unread.

@@ -120,6 +120,42 @@ class ProxyError(InvalidHandshake):
         return self.msg
 
 
+class InvalidProxy(ProxyError):
+    """The proxy URL can't be used (an unsupported scheme, no host, a bad port); raised by
+    the call, before connecting.
+
+    `websockets` raises `InvalidProxy` for the same URLs; anyws makes it a `ProxyError`
+    too, so that code catching either catches it.
+
+    Attributes:
+        proxy: the proxy URL.
+        reason: what is wrong with it.
+    """
+
+    def __init__(self, proxy: str, reason: str) -> None:
+        super().__init__(f"invalid proxy URL {proxy!r}: {reason}")
+        self.proxy = proxy
+        self.reason = reason
+
+
+class InvalidProxyMessage(ProxyError):
+    """The HTTP proxy's answer to CONNECT isn't valid HTTP, or it closed the connection
+    before answering.
+    """
+
+
+class InvalidProxyStatus(ProxyError):
+    """The HTTP proxy answered CONNECT with a status other than 2xx (e.g. 407: it wants
+    credentials); `response` holds its status, reason and headers.
+    """
+
+    response: Response
+
+    def __init__(self, response: Response) -> None:
+        message = f"proxy refused the tunnel: HTTP {response.status_code} {response.reason_phrase}"
+        super().__init__(message.rstrip(), response)
+
+
 class ConnectionClosed(WebSocketError):
     """The WebSocket connection is closed; raised by every operation that needs it open.
 
@@ -173,18 +209,23 @@ class ConnectionClosedError(ConnectionClosed):
 
 
 class PayloadTooBig(WebSocketError):
-    """The server sent a message larger than `max_size` (after decompression).
+    """The server sent a message larger than `max_size` (after decompression), or a frame
+    larger than the fragment limit of `max_size=(message, fragment)`.
 
     The connection is closed with 1009; later calls raise `ConnectionClosedError` caused by
-    this exception.
+    this exception. `fragment` says which limit it was; `size` is the size seen when it was
+    passed, `max_size` that limit.
     """
 
-    def __init__(self, size: int, max_size: int) -> None:
+    def __init__(self, size: int, max_size: int, *, fragment: bool = False) -> None:
         super().__init__(size, max_size)
         self.size = size
         self.max_size = max_size
+        self.fragment = fragment
 
     def __str__(self) -> str:
+        if self.fragment:
+            return f"frame of at least {self.size} bytes exceeds the fragment limit {self.max_size}"
         return f"message of at least {self.size} bytes exceeds max_size={self.max_size}"
 
 

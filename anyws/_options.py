@@ -39,7 +39,7 @@ class ConnectOptions(TypedDict, total=False):
     close_timeout: float | None
     ping_interval: float | None
     ping_timeout: float | None
-    max_size: int | None
+    max_size: int | tuple[int | None, int | None] | None
     max_queue: int | tuple[int | None, int | None] | None
     read_limit: int
     write_limit: int | tuple[int, int | None]
@@ -88,6 +88,9 @@ class Options:
         ping_timeout: seconds to wait for a keepalive pong before failing the connection
             with 1011; None: never.
         max_size: largest incoming message in bytes, after decompression; None: no limit.
+            A (message, fragment) pair, as in `websockets`, also limits each frame's payload
+            (on the wire and after decompression), e.g. `(None, 2**16)` for long messages
+            streamed in short fragments.
         max_queue: incoming messages buffered for the application before the reader stops
             parsing and reading (or a (high, low) pair of marks); None: no limit.
         read_limit: incoming bytes waiting to be parsed before the transport stops
@@ -118,7 +121,7 @@ class Options:
     close_timeout: float | None = 10
     ping_interval: float | None = 20
     ping_timeout: float | None = 20
-    max_size: int | None = 2**20
+    max_size: int | tuple[int | None, int | None] | None = 2**20
     max_queue: int | tuple[int | None, int | None] | None = 32
     read_limit: int = 2**16
     write_limit: int | tuple[int, int | None] = 2**16
@@ -178,7 +181,7 @@ class Options:
         self.limits  # noqa: B018 (checked at the call, computed once)
         _check_timeout("open_timeout", self.open_timeout)
         _check_timeout("happy_eyeballs_delay", self.happy_eyeballs_delay)
-        _check_size("max_size", self.max_size, allow_none=True)
+        self.size_limits  # noqa: B018 (checked at the call, computed once)
         _check_size("compression_threshold", self.compression_threshold, allow_none=True)
         if not isinstance(self.logger, (logging.Logger, logging.LoggerAdapter, str, type(None))):
             raise TypeError("logger must be a Logger, a LoggerAdapter, a logger name or None")
@@ -204,6 +207,22 @@ class Options:
             close_timeout=_check_timeout("close_timeout", self.close_timeout),
             ping_interval=ping_interval,
             ping_timeout=_check_timeout("ping_timeout", self.ping_timeout),
+        )
+
+    @functools.cached_property
+    def size_limits(self) -> tuple[int | None, int | None]:
+        """`max_size`, checked, as (largest message, largest frame payload)."""
+        if not isinstance(self.max_size, tuple):
+            return _check_size("max_size", self.max_size, allow_none=True), None
+        if len(self.max_size) != 2:
+            raise ValueError(
+                f"max_size must be a size, None, or a (message, fragment) pair, "
+                f"not {self.max_size!r}"
+            )
+        message, fragment = self.max_size
+        return (
+            _check_size("max_size[0] (message)", message, allow_none=True),
+            _check_size("max_size[1] (fragment)", fragment, allow_none=True),
         )
 
     def get_logger(self) -> logging.Logger | logging.LoggerAdapter[logging.Logger]:

@@ -92,7 +92,7 @@ from wsproto.events import (
     TextMessage,
 )
 from wsproto.extensions import Extension
-from wsproto.frame_protocol import CloseReason
+from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
 
 from ._deflate import NegotiatedDeflate
 from ._exceptions import (
@@ -139,6 +139,45 @@ _SMALL_FRAGMENT = 1024
 holds it costs tens of bytes, more than a few of its bytes."""
 _SMALL_RUN = 64
 """How many small fragments a `PartialMessage` keeps unjoined (see `PartialMessage.add`)."""
+
+
+def _smallest(*limits: int | None) -> int | None:
+    """The smallest of the limits that are set (None: no limit)."""
+    return min((limit for limit in limits if limit is not None), default=None)
+
+
+class FragmentLimit(Extension):
+    """Watches the header of each frame that wsproto parses, for `max_fragment_size`: a data
+    frame whose payload is longer is noted (`too_big`), and `ClientProtocol` fails the
+    connection with 1009 at its first data. Claims no RSV bit and changes nothing; the
+    handshake never offers it (it is added to wsproto's `Connection` after the handshake).
+    """
+
+    name = "anyws-fragment-limit"
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+        self.too_big: int | None = None  # the payload length of a frame too big
+
+    def enabled(self) -> bool:
+        """Always watching."""
+        return True
+
+    def offer(self) -> bool:
+        """Nothing to offer: wsproto's `Extension` asks every extension for one."""
+        return False  # pragma: no cover (only the handshake asks, and it never sees this)
+
+    def frame_inbound_header(
+        self,
+        proto: FrameDecoder | FrameProtocol,
+        opcode: Opcode,
+        rsv: RsvBits,
+        payload_length: int,
+    ) -> CloseReason | RsvBits:
+        """Note a data frame longer than the limit (control frames are at most 125 bytes)."""
+        if payload_length > self.max_size and not opcode.iscontrol():
+            self.too_big = payload_length
+        return RsvBits(False, False, False)
 
 
 class PartialMessage:
@@ -295,6 +334,8 @@ class ClientProtocol(Generic[W]):
     Args:
         extensions: the extensions negotiated in the handshake.
         max_size: the largest message accepted, in bytes after decompression; None: no limit.
+        max_fragment_size: the largest frame payload accepted, in bytes on the wire and
+            after decompression; None: no limit.
         compression_threshold: with permessage-deflate, messages smaller than this many
             bytes are sent uncompressed; None compresses every message.
         trace: called with a line describing each frame received ("< ...") and sent
@@ -309,11 +350,18 @@ class ClientProtocol(Generic[W]):
         extensions: Sequence[Extension] = (),
         *,
         max_size: int | None = 2**20,
+        max_fragment_size: int | None = None,
         compression_threshold: int | None = None,
         trace: Callable[[str], None] | None = None,
         fast_path: bool = True,
     ) -> None:
-        self._ws = Connection(ConnectionType.CLIENT, list(extensions))
+        # wsproto shows each frame's header to the extensions: the fragment limit watches
+        # there, for the frames wsproto parses.
+        self._fragment_limit = (
+            None if max_fragment_size is None else FragmentLimit(max_fragment_size)
+        )
+        watchers = [] if self._fragment_limit is None else [self._fragment_limit]
+        self._ws = Connection(ConnectionType.CLIENT, [*extensions, *watchers])
         self._trace = trace
         # Data frames are built by _frames (faster, byte-identical) unless an extension
         # other than our permessage-deflate could transform them: then wsproto builds them.
@@ -325,9 +373,14 @@ class ClientProtocol(Generic[W]):
             else:
                 self._own_framing = False
         self.max_size = max_size
+        self.max_fragment_size = max_fragment_size
+        # A message that the fast path takes whole is one frame: both limits bound it.
+        self._whole_limit = _smallest(max_size, max_fragment_size)
         self.compression_threshold = compression_threshold
         if self._deflate is not None:
-            self._deflate.max_size = max_size  # enforced while inflating
+            # Enforced while inflating.
+            self._deflate.max_size = max_size
+            self._deflate.max_fragment_size = max_fragment_size
 
         self.phase = Phase.OPEN
         # Derived from the phase when it changes (`_enter`): the driver asks several
@@ -544,7 +597,7 @@ class ClientProtocol(Generic[W]):
             # §5.4): wsproto, which holds that message's state, takes them.
             if self._fast and self._partial is None:
                 assert parse_frames is not None  # _fast needs it
-                max_size = -1 if self.max_size is None else self.max_size
+                max_size = -1 if self._whole_limit is None else self._whole_limit
                 limit = -1 if room is None or closing else room - messages
                 batch, self._inbox_start = parse_frames(
                     self._inbox, self._inbox_start, limit, max_size
@@ -601,7 +654,7 @@ class ClientProtocol(Generic[W]):
                 frame_end > end
                 and (first == 0x81 or first == 0x82)
                 and self._partial is None
-                and (self.max_size is None or frame_end - payload_start <= self.max_size)
+                and (self._whole_limit is None or frame_end - payload_start <= self._whole_limit)
             ):
                 self._inbox_start = payload_start
                 self._frame_left = frame_end - payload_start
@@ -713,20 +766,25 @@ class ClientProtocol(Generic[W]):
             return None
         # wsproto makes bytes (its type says bytes | bytearray).
         chunk: str | bytes = event.data  # type: ignore[assignment]
+        deflate = self._deflate
+        if self._fragment_limit is not None and self._fragment_limit.too_big is not None:
+            self._fail_too_big(self._fragment_limit.too_big, self._fragment_limit.max_size, True)
+            return None
         if self.max_size is not None:
             if isinstance(chunk, str):
                 self._size += len(chunk) if chunk.isascii() else len(chunk.encode("utf-8"))
             else:
                 self._size += len(chunk)
-            deflate = self._deflate
-            if self._size > self.max_size or (deflate is not None and deflate.too_big):
-                size = max(self._size, 0 if deflate is None else deflate.inflated_size)
-                self._fail_on_input(
-                    Close(1009, MESSAGE_TOO_BIG_REASON),
-                    PayloadTooBig(size, self.max_size),
-                    stream_intact=True,
-                )
+            inflated = 0 if deflate is None else deflate.inflated_size
+            if self._size > self.max_size or inflated > self.max_size:
+                self._fail_too_big(max(self._size, inflated), self.max_size, False)
                 return None
+        if deflate is not None and deflate.too_big:
+            # What passed its limit while inflating is then the frame (the message's was
+            # checked above).
+            assert self.max_fragment_size is not None
+            self._fail_too_big(deflate.frame_inflated_size, self.max_fragment_size, True)
+            return None
         partial = self._partial
         started = None
         if partial is None:
@@ -739,6 +797,15 @@ class ClientProtocol(Generic[W]):
         if event.message_finished:
             self._finish_message(partial)
         return started
+
+    def _fail_too_big(self, size: int, limit: int, fragment: bool) -> None:
+        # RFC 6455 §7.4.1: 1009, a message too big to process. The stream is intact: the
+        # rest is discarded, and the server's close frame still read (rule 3).
+        self._fail_on_input(
+            Close(1009, MESSAGE_TOO_BIG_REASON),
+            PayloadTooBig(size, limit, fragment=fragment),
+            stream_intact=True,
+        )
 
     def _finish_message(self, partial: PartialMessage) -> None:
         # Its last fragment arrived: the next data frame starts a new message (§5.4).

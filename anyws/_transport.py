@@ -23,7 +23,7 @@ import sniffio
 from anyio.streams.tls import TLSStream
 
 from . import _asyncio_stream as asyncio_stream
-from ._exceptions import ProxyError
+from ._exceptions import InvalidProxy, InvalidProxyMessage, InvalidProxyStatus, ProxyError
 from ._handshake import decode_headers
 from ._options import Options
 from ._trio_stream import TrioSocketStream
@@ -82,16 +82,17 @@ def resolve_proxy(proxy: str | bool | None, uri: WebSocketURI) -> WebSocketURI |
         proxy = url
     parsed = urllib.parse.urlsplit(proxy)
     if parsed.scheme not in ("http", "https", *SOCKS_SCHEMES):
-        raise ProxyError(
-            f"unsupported proxy {proxy!r}: anyws supports http:// and https:// (CONNECT) "
-            "and socks5h://, socks5://, socks4a://, socks4:// proxies"
+        raise InvalidProxy(
+            proxy,
+            f"unsupported scheme {parsed.scheme!r}: anyws supports http:// and https:// "
+            "(CONNECT) and socks5h://, socks5://, socks4a://, socks4:// proxies",
         )
     try:
         port = parsed.port
     except ValueError as exc:
-        raise ProxyError(f"invalid proxy URL {proxy!r}: {exc}") from None
+        raise InvalidProxy(proxy, str(exc)) from None
     if not parsed.hostname:
-        raise ProxyError(f"invalid proxy URL {proxy!r}: no host")
+        raise InvalidProxy(proxy, "no host")
     user_info = None
     if parsed.username is not None:
         user_info = (
@@ -359,26 +360,23 @@ async def _open_tunnel(
                 try:
                     client.receive_data(await stream.receive(_PROXY_READ))
                 except anyio.EndOfStream:
-                    raise ProxyError(
+                    raise InvalidProxyMessage(
                         "proxy closed the connection before answering CONNECT"
                     ) from None
             elif isinstance(event, h11.Response):
                 if 200 <= event.status_code < 300:
                     return stream
-                response = Response(
-                    event.status_code,
-                    event.reason.decode("latin-1"),
-                    decode_headers(event.headers.raw_items()),
-                )
-                raise ProxyError(
-                    f"proxy refused the tunnel: HTTP {event.status_code} "
-                    f"{response.reason_phrase}".rstrip(),
-                    response,
+                raise InvalidProxyStatus(
+                    Response(
+                        event.status_code,
+                        event.reason.decode("latin-1"),
+                        decode_headers(event.headers.raw_items()),
+                    )
                 )
             # else: a 1xx interim response precedes the real one (RFC 9110 §15.2)
     except h11.RemoteProtocolError as exc:
         await anyio.aclose_forcefully(stream)
-        raise ProxyError(f"invalid response from the proxy: {exc}") from None
+        raise InvalidProxyMessage(f"invalid response from the proxy: {exc}") from None
     except BaseException:
         await anyio.aclose_forcefully(stream)
         raise

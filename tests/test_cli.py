@@ -124,7 +124,7 @@ BAD_INPUT = [
     (["--ping", "soon", "ws://example.com/"], "seconds > 0"),
     (["--linger", "-1", "ws://example.com/"], "seconds > 0"),
     ([], "required: uri"),
-    (["--proxy", "ftp://proxy.example", "ws://example.com/"], "unsupported proxy"),
+    (["--proxy", "ftp://proxy.example", "ws://example.com/"], "unsupported scheme 'ftp'"),
 ]
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import anyio.abc
 import pytest
+import websockets.exceptions
 
 import anyws
 from anyws import (
@@ -25,10 +26,14 @@ from anyws import (
     ConnectionClosedOK,
     InvalidHeader,
     InvalidMessage,
+    InvalidProxy,
+    InvalidProxyMessage,
+    InvalidProxyStatus,
     InvalidStatus,
     InvalidUpgrade,
     InvalidURI,
     NegotiationError,
+    PayloadTooBig,
     ProtocolError,
     ProxyError,
     SecurityError,
@@ -37,7 +42,7 @@ from anyws import (
 from anyws._handshake import accept_key
 from anyws._options import Options
 from anyws._protocol import PartialMessage
-from anyws.testing import RawResponse, ServerConnection, frame, serve
+from anyws.testing import ClientGone, RawResponse, ServerConnection, frame, serve
 
 from .conftest import raw_server, read_request, request_key, websockets_server
 
@@ -170,6 +175,46 @@ async def test_messages_in_one_byte_frames_take_little_memory(server: str) -> No
             held = sum(sys.getsizeof(piece) for message in queued for piece in message.fragments)
             assert held <= 1.1 * 12_000 + 3 * 4096
             assert [message async for message in ws] == messages
+
+
+@pytest.mark.parametrize(
+    ("server", "compression"),
+    [("ours", None), ("websockets", None), ("websockets", "deflate")],
+)
+async def test_max_size_pair_bounds_each_frame(server: str, compression: str | None) -> None:
+    # `max_size=(message, fragment)`, as in `websockets`: a long message in short frames
+    # arrives whole; a frame over the fragment limit fails the connection with 1009. With
+    # compression, the limit holds after inflating too (the last frame is 64 KiB of zeros,
+    # a few hundred bytes on the wire).
+    parts = [bytes([65 + index % 26]) * 1000 for index in range(40)]
+    too_big = b"\x00" * 2**16 if compression else b"y" * 1001
+
+    async def ours(connection: ServerConnection) -> None:
+        await connection.send_fragments(parts)
+        await connection.send(too_big)
+        with contextlib.suppress(ClientGone):
+            await connection.recv()  # answers our close
+
+    def theirs(ws: Any) -> None:
+        ws.send(parts)  # a list: one frame per item (each compressed and flushed)
+        ws.send(too_big)
+        with contextlib.suppress(websockets.exceptions.ConnectionClosed):
+            ws.recv()
+
+    async with contextlib.AsyncExitStack() as stack:
+        if server == "ours":
+            uri = (await stack.enter_async_context(serve(ours))).uri
+        else:
+            uri = await stack.enter_async_context(websockets_server(theirs))
+        async with anyws.connect(uri, max_size=(None, 1000), compression=compression) as ws:
+            assert await ws.recv() == b"".join(parts)
+            with pytest.raises(ConnectionClosedError) as caught:
+                await ws.recv()
+    cause = caught.value.__cause__
+    assert isinstance(cause, PayloadTooBig)
+    assert (cause.size, cause.max_size, cause.fragment) == (1001, 1000, True)
+    assert caught.value.sent == anyws.Close(1009, "message too big")
+    assert caught.value.rcvd == anyws.Close(1009, "message too big")
 
 
 async def test_many_messages_both_ways(server_uri: str) -> None:
@@ -702,9 +747,9 @@ async def test_proxy_from_environment(echo_uri: str, monkeypatch: pytest.MonkeyP
 async def test_proxy_refusal(echo_uri: str) -> None:
     seen: list[bytes] = []
     async with raw_server(lambda stream: connect_proxy(stream, seen, b"407")) as proxy_port:
-        with pytest.raises(ProxyError, match="HTTP 407") as info:
+        with pytest.raises(InvalidProxyStatus, match="HTTP 407") as info:
             await connect_and_leave(echo_uri, proxy=f"http://127.0.0.1:{proxy_port}")
-    assert info.value.response is not None
+    assert isinstance(info.value, ProxyError)  # as in `websockets`
     assert info.value.response.status_code == 407
 
 
@@ -717,28 +762,31 @@ async def test_proxy_errors(unused_tcp_port: int, echo_uri: str) -> None:
         await stream.send(b"garbage\r\n\r\n")
 
     async with raw_server(garbage) as port:
-        with pytest.raises(ProxyError, match="invalid response"):
+        with pytest.raises(InvalidProxyMessage, match="invalid response"):
             await connect_and_leave(echo_uri, proxy=f"http://127.0.0.1:{port}")
 
     async def hang_up(stream: anyio.abc.SocketStream) -> None:
         await read_request(stream)
 
     async with raw_server(hang_up) as port:
-        with pytest.raises(ProxyError, match="closed the connection"):
+        with pytest.raises(InvalidProxyMessage, match="closed the connection"):
             await connect_and_leave(echo_uri, proxy=f"http://127.0.0.1:{port}")
 
 
 @pytest.mark.parametrize(
     ("proxy", "message"),
     [
-        ("ftp://127.0.0.1:21", "unsupported proxy"),
-        ("http://127.0.0.1:port", "invalid proxy URL"),
+        ("ftp://127.0.0.1:21", "unsupported scheme 'ftp'"),
+        ("http://127.0.0.1:port", "[Pp]ort"),
         ("http://", "no host"),
     ],
 )
 async def test_invalid_proxy_at_the_call(proxy: str, message: str) -> None:
-    with pytest.raises(ProxyError, match=message):
+    with pytest.raises(InvalidProxy, match=message) as caught:
         anyws.connect("ws://example.com/", proxy=proxy)
+    assert isinstance(caught.value, ProxyError)
+    assert caught.value.proxy == proxy
+    assert str(caught.value) == f"invalid proxy URL {proxy!r}: {caught.value.reason}"
 
 
 # -- options ----------------------------------------------------------------------------
@@ -753,6 +801,9 @@ async def test_invalid_proxy_at_the_call(proxy: str, message: str) -> None:
         ({"ping_interval": 0}, ValueError, "ping_interval"),
         ({"ping_timeout": True}, ValueError, "ping_timeout"),
         ({"max_size": 0}, ValueError, "max_size"),
+        ({"max_size": (0, None)}, ValueError, "message"),
+        ({"max_size": (None, 1.5)}, ValueError, "fragment"),
+        ({"max_size": (1, 2, 3)}, ValueError, "max_size"),
         ({"compression_threshold": -1}, ValueError, "compression_threshold"),
         ({"compression_threshold": 1.5}, ValueError, "compression_threshold"),
         ({"max_queue": -1}, ValueError, "max_queue"),

@@ -152,13 +152,20 @@ class Observed:
     """What one protocol did: its results, trace and outgoing frames, step by step."""
 
     def __init__(
-        self, *, fast_path: bool, deflate: bool, max_size: int | None, trace: bool = True
+        self,
+        *,
+        fast_path: bool,
+        deflate: bool,
+        max_size: int | None,
+        max_fragment_size: int | None = None,
+        trace: bool = True,
     ) -> None:
         self.trace: list[str] = []
         extensions = [negotiate_deflate([])] if deflate else []
         self.protocol = ClientProtocol[str](
             extensions,
             max_size=max_size,
+            max_fragment_size=max_fragment_size,
             trace=self.trace.append if trace else None,
             fast_path=fast_path,
         )
@@ -270,6 +277,7 @@ def compare(
     *,
     deflate: bool,
     max_size: int | None,
+    max_fragment_size: int | None = None,
     window: bool = False,
 ) -> None:
     """Run the fast path and wsproto through the same actions and compare every step.
@@ -277,7 +285,13 @@ def compare(
     it doesn't offer one to a traced protocol, whose trace shows every read).
     """
     fast, reference = (
-        Observed(fast_path=fast_path, deflate=deflate, max_size=max_size, trace=not window)
+        Observed(
+            fast_path=fast_path,
+            deflate=deflate,
+            max_size=max_size,
+            max_fragment_size=max_fragment_size,
+            trace=not window,
+        )
         for fast_path in (True, False)
     )
     position = 0
@@ -309,12 +323,24 @@ def compare(
     stream=streams(deflate=False),
     actions=st.lists(ACTIONS, max_size=40),
     max_size=st.sampled_from([None, 2**20, 100, 0]),
+    max_fragment_size=st.sampled_from([None, None, 10, 30]),
     window=st.booleans(),
 )
 def test_fast_path_matches_wsproto(
-    stream: bytes, actions: list[tuple[str, Any]], max_size: int | None, window: bool
+    stream: bytes,
+    actions: list[tuple[str, Any]],
+    max_size: int | None,
+    max_fragment_size: int | None,
+    window: bool,
 ) -> None:
-    compare(stream, actions, deflate=False, max_size=max_size, window=window)
+    compare(
+        stream,
+        actions,
+        deflate=False,
+        max_size=max_size,
+        max_fragment_size=max_fragment_size,
+        window=window,
+    )
 
 
 @needs_accelerator
@@ -323,11 +349,15 @@ def test_fast_path_matches_wsproto(
     stream=streams(deflate=True),
     actions=st.lists(ACTIONS, max_size=40),
     max_size=st.sampled_from([None, 2**20, 100]),
+    max_fragment_size=st.sampled_from([None, None, 10, 30]),
 )
 def test_fast_path_matches_wsproto_with_deflate(
-    stream: bytes, actions: list[tuple[str, Any]], max_size: int | None
+    stream: bytes,
+    actions: list[tuple[str, Any]],
+    max_size: int | None,
+    max_fragment_size: int | None,
 ) -> None:
-    compare(stream, actions, deflate=True, max_size=max_size)
+    compare(stream, actions, deflate=True, max_size=max_size, max_fragment_size=max_fragment_size)
 
 
 @needs_accelerator

@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 import sys
 import zlib
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -50,15 +51,22 @@ def pair(
     *,
     deflate: bool = False,
     max_size: int | None = 2**20,
+    max_fragment_size: int | None = None,
+    fast_path: bool = True,
     params: list[tuple[str, str | None]] | None = None,
 ) -> tuple[ClientProtocol[str], Connection]:
+    limits: dict[str, Any] = {
+        "max_size": max_size,
+        "max_fragment_size": max_fragment_size,
+        "fast_path": fast_path,
+    }
     if not deflate:
-        return ClientProtocol[str](max_size=max_size), Connection(ConnectionType.SERVER)
+        return ClientProtocol[str](**limits), Connection(ConnectionType.SERVER)
     server_ext = PerMessageDeflate()
     offer = "permessage-deflate; client_max_window_bits"
     server_ext.accept(offer)
     client = ClientProtocol[str](
-        [negotiate_deflate(params or [("client_max_window_bits", "15")])], max_size=max_size
+        [negotiate_deflate(params or [("client_max_window_bits", "15")])], **limits
     )
     return client, Connection(ConnectionType.SERVER, [server_ext])
 
@@ -424,6 +432,114 @@ def test_max_size_counts_fragments() -> None:
     )
     assert feed(client, data) == []
     assert isinstance(client.failure, PayloadTooBig)
+
+
+def fragments(server: Connection, parts: Sequence[str | bytes]) -> bytes:
+    """One message, a frame per part, as the server sends it."""
+    last = len(parts) - 1
+    return b"".join(
+        server.send(
+            TextMessage(part, message_finished=index == last)
+            if isinstance(part, str)
+            else BytesMessage(part, message_finished=index == last)
+        )
+        for index, part in enumerate(parts)
+    )
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_fragment_limit_bounds_each_frame_not_the_message(fast_path: bool) -> None:
+    client, server = pair(max_size=None, max_fragment_size=10, fast_path=fast_path)
+    wire = fragments(server, [b"x" * 10] * 50) + server.send(TextMessage("y" * 10))
+    assert feed(client, wire) == [b"x" * 500, "y" * 10]
+    # Counted in bytes on the wire: "é" straddles two frames of 10 bytes each, and the
+    # second frame's text decodes to 11 bytes of UTF-8.
+    text = ("a" * 9 + "é" + "b" * 8 + "c").encode()
+    first, second = frame(0x1, text[:10], fin=False), frame(0x0, text[10:])
+    assert feed(client, first + second) == [text.decode()]
+    assert client.failure is None
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+@pytest.mark.parametrize("split", [False, True])
+def test_frame_over_the_fragment_limit_fails_with_1009(fast_path: bool, split: bool) -> None:
+    client, server = pair(max_size=2**20, max_fragment_size=10, fast_path=fast_path)
+    ok = fragments(server, [b"a" * 10, b"b" * 10])
+    whole = server.send(BytesMessage(b"c" * 11))  # one frame: the fast path's case
+    after = server.send(BytesMessage(b"dropped"))
+    wire = ok + whole + after
+    received: list[Data | PartialMessage | PongReceived[str]] = []
+    step = 3 if split else len(wire)
+    for start in range(0, len(wire), step):
+        client.receive_data(wire[start : start + step])
+        received += client.parse(None)
+    (message,) = received
+    assert isinstance(message, PartialMessage)
+    assert message.complete
+    assert message.join() == b"a" * 10 + b"b" * 10
+    failure = client.failure
+    assert isinstance(failure, PayloadTooBig)
+    assert (failure.size, failure.max_size, failure.fragment) == (11, 10, True)
+    assert str(failure) == "frame of at least 11 bytes exceeds the fragment limit 10"
+    client.commit_failure()
+    (close,) = to_server(client, server)
+    assert isinstance(close, CloseConnection)
+    assert (close.code, close.reason) == (1009, "message too big")
+    # The framing is intact: the server's close frame is still read.
+    assert feed(client, server.send(close.response())) == []
+    assert client.close_rcvd == Close(1009, "message too big")
+
+
+def test_fragment_limit_leaves_control_frames_alone() -> None:
+    client, server = pair(max_fragment_size=4)
+    assert feed(client, server.send(Ping(b"ping of 20 bytes ...")) + frame(0x2, b"ok")) == [b"ok"]
+    assert to_server(client, server) == [Pong(b"ping of 20 bytes ...")]
+    assert client.failure is None
+
+
+def test_fragment_limit_applies_to_a_fragment_of_a_message() -> None:
+    client, server = pair(max_size=None, max_fragment_size=10)
+    assert feed(client, fragments(server, ["a" * 10, "b" * 11, "c"])) == []
+    assert isinstance(client.failure, PayloadTooBig)
+    assert client.failure.fragment
+
+
+def test_message_limit_is_reported_before_the_fragment_limit() -> None:
+    client, server = pair(max_size=15, max_fragment_size=10)
+    assert feed(client, fragments(server, [b"a" * 10, b"b" * 10])) == []
+    failure = client.failure
+    assert isinstance(failure, PayloadTooBig)
+    assert (failure.size, failure.max_size, failure.fragment) == (20, 15, False)
+
+
+def test_fragment_limit_bounds_inflating_each_frame() -> None:
+    client, server = pair(deflate=True, max_size=None, max_fragment_size=2**12)
+    # Compressed frames that each inflate to the limit, in one message of 16 KiB. (wsproto's
+    # server flushes only at the end of a message, so these are made here, flushed after
+    # each frame as `websockets` and anyws send them.)
+    parts = [bytes([index]) * 2**12 for index in range(4)]
+    deflater = zlib.compressobj(wbits=-15)
+    wire = b""
+    for index, part in enumerate(parts):
+        payload = deflater.compress(part) + deflater.flush(zlib.Z_SYNC_FLUSH)
+        last = index == len(parts) - 1
+        wire += frame(
+            0x0 if index else 0x2,
+            payload[:-4] if last else payload,
+            fin=last,
+            rsv=0 if index else 4,
+        )
+    assert feed(client, wire) == [b"".join(parts)]
+    # A frame that inflates past it is stopped one byte past the limit, whatever its size
+    # on the wire.
+    bomb = server.send(BytesMessage(b"\x00" * 2**20))
+    assert len(bomb) < 2**12
+    assert feed(client, bomb) == []
+    failure = client.failure
+    assert isinstance(failure, PayloadTooBig)
+    assert (failure.size, failure.max_size, failure.fragment) == (2**12 + 1, 2**12, True)
+    client.commit_failure()
+    assert client.close_sent == Close(1009, "message too big")
 
 
 def test_no_max_size() -> None:
