@@ -29,15 +29,16 @@ from ._exceptions import (
     SecurityError,
     WebSocketError,
 )
-from ._options import ConnectOptions, Options
+from ._options import ConnectOptions, LoggerLike, Options
 from ._protocol import State
 from ._reconnect import Reconnecting, backoff_delays, process_exception, reconnecting
-from ._types import Close, Data, Headers, Request, Response
+from ._types import Close, CloseCode, Data, Headers, HeadersLike, Request, Response
 from ._version import __version__
 
 __all__ = [
     "ClientConnection",
     "Close",
+    "CloseCode",
     "ConcurrencyError",
     "ConnectOptions",
     "ConnectionClosed",
@@ -45,6 +46,7 @@ __all__ = [
     "ConnectionClosedOK",
     "Data",
     "Headers",
+    "HeadersLike",
     "InvalidHandshake",
     "InvalidHeader",
     "InvalidMessage",
@@ -55,6 +57,7 @@ __all__ = [
     "InvalidStatus",
     "InvalidURI",
     "InvalidUpgrade",
+    "LoggerLike",
     "NegotiationError",
     "Options",
     "PayloadTooBig",

@@ -1159,7 +1159,7 @@ class ClientProtocol(Generic[W]):
         if self.phase is Phase.FAILING:
             self.commit_failure()
         elif self.phase is Phase.OPEN:
-            self._queue_close(Close(code, reason))
+            self._queue_close(Close(int(code), reason))  # a plain int, given a CloseCode
             self._enter(Phase.CLOSE_SENT)
 
     def fail(self, code: int, reason: str, cause: BaseException) -> None:

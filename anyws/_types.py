@@ -4,6 +4,7 @@ the close frame description. No I/O, no protocol rules.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TypeAlias
@@ -130,6 +131,29 @@ class Close:
         )
         text = f"{self.code} ({explanation})"
         return f"{text} {self.reason}" if self.reason else text
+
+
+class CloseCode(enum.IntEnum):
+    """The close codes of RFC 6455 §7.4.1 and the IANA registry, by the names `websockets`
+    gives them: `await ws.close(CloseCode.GOING_AWAY)`. Codes anyws reports are plain ints,
+    which compare equal to these.
+    """
+
+    NORMAL_CLOSURE = 1000
+    GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
+    UNSUPPORTED_DATA = 1003
+    NO_STATUS_RCVD = 1005
+    ABNORMAL_CLOSURE = 1006
+    INVALID_DATA = 1007
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    MANDATORY_EXTENSION = 1010
+    INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012
+    TRY_AGAIN_LATER = 1013
+    BAD_GATEWAY = 1014
+    TLS_HANDSHAKE = 1015
 
 
 # RFC 6455 §7.4.1 and the IANA "WebSocket Close Code Number Registry".

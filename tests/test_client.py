@@ -217,6 +217,17 @@ async def test_max_size_pair_bounds_each_frame(server: str, compression: str | N
     assert caught.value.rcvd == anyws.Close(1009, "message too big")
 
 
+async def test_close_with_a_close_code_name(server_uri: str) -> None:
+    # `websockets`' names for close codes; anyws reports plain ints, which equal them.
+    async with anyws.connect(server_uri) as ws:
+        await ws.close(anyws.CloseCode.GOING_AWAY, "moving")
+        with pytest.raises(ConnectionClosedOK) as caught:
+            await ws.recv()
+    assert caught.value.sent == caught.value.rcvd == anyws.Close(1001, "moving")
+    assert type(caught.value.sent.code) is int
+    assert ws.close_code == anyws.CloseCode.GOING_AWAY
+
+
 async def test_many_messages_both_ways(server_uri: str) -> None:
     async with anyws.connect(server_uri) as ws:
         async with anyio.create_task_group() as tg:
