@@ -19,9 +19,10 @@ The fast path (with the C accelerator): what the driver reads goes to an inbox f
 call, without wsproto's per-frame objects; such a message that hasn't all arrived is
 streamed from the inbox as it comes, as the events wsproto would give for it. Every other
 frame (control frames, fragments, compressed or oversized messages, invalid UTF-8, any
-header wsproto would reject) is handed to wsproto whole, so wsproto decides everything but
-the common case; after bad input the rest of the stream is all wsproto's. The same bytes
-give the same results either way: tests/test_incoming.py compares both step by step.
+header wsproto would reject) is handed to wsproto whole (a fragment with the continuation
+frames behind it that are all here), so wsproto decides everything but the common case;
+after bad input the rest of the stream is all wsproto's. The same bytes give the same
+results either way: tests/test_incoming.py compares both step by step.
 
 The lifecycle of the connection is one state machine, `Phase`, changed only by `_enter`,
 which checks every transition against `TRANSITIONS`:
@@ -638,8 +639,9 @@ class ClientProtocol(Generic[W]):
         A whole message that hasn't all arrived is streamed from the inbox as it comes
         (`_take_payload`): wsproto would copy it three times. Any other frame (and all of
         the inbox once the fast path is off) goes to wsproto, which then holds at most this
-        one frame; the bytes of it that haven't arrived are `_owed` to it, and
-        `receive_data` passes them on.
+        one frame, with the continuation frames right behind it (`_fragments_end`); the
+        bytes of it that haven't arrived are `_owed` to it, and `receive_data` passes them
+        on.
         """
         inbox, start = self._inbox, self._inbox_start
         end = len(inbox)
@@ -661,8 +663,8 @@ class ClientProtocol(Generic[W]):
                 self._frame_decoder = _UTF8_DECODER() if first == 0x81 else None
                 self._frame_size = None if first == 0x81 else self._frame_left
                 return True
-            elif frame_end < end:
-                end = frame_end
+            elif frame_end <= end:
+                end = self._fragments_end(first, frame_end)
             else:
                 self._owed = frame_end - end
         self._ws.receive_data(bytes(inbox[start:end]))
@@ -672,6 +674,28 @@ class ClientProtocol(Generic[W]):
         else:
             self._inbox_start = end
         return True
+
+    def _fragments_end(self, first: int, end: int) -> int:
+        """Where the frames that go to wsproto together end, the first of them ending at
+        `end` with its first byte `first`.
+
+        A data frame that doesn't end its message is followed by the message's continuation
+        frames (RFC 6455 §5.4): the ones all in the inbox go with it, up to and including
+        the last, so that wsproto parses them in one pass (one pass each costs twice as
+        much). They need no room in the queue (their message already counts), and wsproto
+        judges each as it would one at a time. Any other frame stops the run.
+        """
+        inbox = self._inbox
+        rsv1 = self._deflate is not None
+        while not first & 0x80 and first & 0x0F <= OPCODE_BINARY:
+            extent = frame_extent(inbox, end, rsv1=rsv1)
+            if extent is None:
+                break
+            first, _, frame_end = extent
+            if first & 0x0F != OPCODE_CONTINUATION or not end < frame_end <= len(inbox):
+                break
+            end = frame_end
+        return end
 
     def _take_payload(self) -> Event:
         """The part of the streamed frame's payload in the inbox, as the event wsproto

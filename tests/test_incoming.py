@@ -402,6 +402,37 @@ def test_whole_messages_skip_wsproto() -> None:
     assert len(protocol._ws._proto._frame_decoder.buffer) == 0
 
 
+@needs_accelerator
+@pytest.mark.parametrize(
+    ("after", "in_the_run"),
+    [
+        (encode(0x80, b"c"), True),  # the message's last frame ends the run
+        (encode(0x89, b"ping") + encode(0x80, b"!"), False),  # a control frame stops it
+        (encode(0x80, b"long" * 100)[:50], False),  # so does a frame not all here yet
+        (encode(0x80, b"x" * 300)[:1], False),  # or one whose header isn't
+    ],
+)
+def test_continuation_frames_go_to_wsproto_together(after: bytes, in_the_run: bool) -> None:
+    """The continuation frames of a message that are all in a read are parsed by wsproto in
+    one pass, with the same results as frame by frame.
+    """
+    run = encode(0x01, b"a") + b"".join(encode(0x00, b"b") for _ in range(20))
+    stream = run + after
+    compare(stream, [("read", len(stream)), ("parse", None)], deflate=False, max_size=None)
+    protocol = ClientProtocol[str]()
+    fed: list[bytes] = []
+    feed = protocol._ws.receive_data
+
+    def counted(data: bytes | None) -> None:
+        fed.append(b"" if data is None else data)
+        feed(data)
+
+    protocol._ws.receive_data = counted  # type: ignore[method-assign]
+    protocol.receive_data(stream)
+    protocol.parse(None)
+    assert fed[0] == (stream if in_the_run else run)
+
+
 def start_binary_message(payload: bytes) -> tuple[bytes, ClientProtocol[str], PartialMessage]:
     """A protocol that received the first 1,000 bytes of a binary frame of `payload` and
     started its message; the frame's bytes.
