@@ -681,9 +681,9 @@ class ClientProtocol(Generic[W]):
 
         A data frame that doesn't end its message is followed by the message's continuation
         frames (RFC 6455 §5.4): the ones all in the inbox go with it, up to and including
-        the last, so that wsproto parses them in one pass (one pass each costs twice as
-        much). They need no room in the queue (their message already counts), and wsproto
-        judges each as it would one at a time. Any other frame stops the run.
+        the last, so that wsproto parses them in one pass rather than one pass each. They
+        need no room in the queue (their message already counts), and wsproto judges each as
+        it would one at a time. Any other frame stops the run.
         """
         inbox = self._inbox
         rsv1 = self._deflate is not None
