@@ -353,6 +353,16 @@ class MessageStream(Generic[FragmentT]):
         await anyio.lowlevel.checkpoint()
 
 
+def _recv_deadline(timeout: float) -> contextlib.AbstractContextManager[anyio.CancelScope]:
+    """`recv`'s deadline; a bool is refused (see `recv`'s `TypeError`)."""
+    if isinstance(timeout, bool):
+        raise TypeError(
+            f"recv()'s first argument is a timeout in seconds, not {timeout!r}: "
+            f"for websockets' recv({timeout!r}), write recv(decode={timeout!r})"
+        )
+    return anyio.fail_after(timeout)
+
+
 class ClientConnection:
     """An open WebSocket connection; `open_websocket` creates it.
 
@@ -571,10 +581,12 @@ class ClientConnection:
                 `ProtocolError`, the heartbeat's `TimeoutError`, the transport's `OSError`).
             TimeoutError: no message within `timeout` seconds.
             ConcurrencyError: another task is already waiting in `recv`.
+            TypeError: `timeout` is a bool: `websockets`' `recv(decode)` takes `decode`
+                first, and `recv(False)` here would be a timeout of 0 seconds.
         """
         self._start_receiving()
         try:
-            with nullcontext() if timeout is None else anyio.fail_after(timeout):
+            with nullcontext() if timeout is None else _recv_deadline(timeout):
                 head = await self._next_message(complete=True)
                 message = head.join() if type(head) is PartialMessage else head
                 if decode is not None:

@@ -13,6 +13,7 @@ raises. A connection belongs to the `with` block that opened it.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ClientConnection",
     "MessageStream",
+    "PongFuture",
     "Reconnecting",
     "connect",
     "open_websocket_sync",
@@ -213,15 +215,18 @@ class ClientConnection:
         """Send `data` as JSON."""
         self._portal.call(partial(self._connection.send_json, data, mode, compress=compress))
 
-    def ping(self, data: Data | None = None) -> Future[float]:
-        """Send a ping; return a `concurrent.futures.Future` of the round-trip time.
+    def ping(self, data: Data | None = None, *, ack_on_close: bool = False) -> PongFuture:
+        """Send a ping; return a `PongFuture` of the round-trip time.
 
-        `ws.ping().result(timeout=5)` waits for the pong. Raises as
-        `anyws.ClientConnection.ping`; the future raises `ConnectionClosed` if the
-        connection closes first.
+        `ws.ping().result(timeout=5)` waits for the pong and returns the latency;
+        `ws.ping().wait(timeout=5)` says whether it came, as with `websockets.sync`.
+        Raises as `anyws.ClientConnection.ping`; the future raises `ConnectionClosed` if
+        the connection closes first (`ack_on_close=True`: `wait()` then returns True too).
         """
         waiter = self._portal.call(self._connection.ping, data)
-        return self._portal.start_task_soon(waiter.wait)
+        pong = PongFuture(ack_on_close=ack_on_close)
+        pong.follow(self._portal.start_task_soon(waiter.wait))
+        return pong
 
     def pong(self, data: Data = b"") -> None:
         """Send an unsolicited pong."""
@@ -230,6 +235,48 @@ class ClientConnection:
     def close(self, code: int = 1000, reason: str | None = "") -> None:
         """Close the connection; as `anyws.ClientConnection.close`."""
         self._portal.call(self._connection.close, code, reason)
+
+
+class PongFuture(Future[float]):
+    """What `ClientConnection.ping()` returns: a `concurrent.futures.Future` of the
+    round-trip time in seconds, which also answers as the `threading.Event` that
+    `websockets.sync` returns (`wait(timeout)`, `is_set()`), so code written for either
+    works.
+    """
+
+    def __init__(self, *, ack_on_close: bool = False) -> None:
+        super().__init__()
+        self._ack_on_close = ack_on_close
+
+    def follow(self, source: Future[float]) -> None:
+        """Settle as `source` does; cancelling this cancels it."""
+
+        def settle(done: Future[float]) -> None:
+            if self.done():
+                return  # cancelled here first
+            if done.cancelled():
+                self.cancel()
+            elif done.exception() is not None:
+                self.set_exception(done.exception())
+            else:
+                self.set_result(done.result())
+
+        source.add_done_callback(settle)
+        self.add_done_callback(lambda this: source.cancel() if this.cancelled() else None)
+
+    def is_set(self) -> bool:
+        """True once the pong came (with `ack_on_close`, also once the connection closed)."""
+        if not self.done():
+            return False
+        return self._ack_on_close or (not self.cancelled() and self.exception() is None)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait up to `timeout` seconds (None: until settled) for the pong; return
+        `is_set()`. Unlike `websockets`' event, a pong that can't come any more (the
+        connection closed) doesn't keep it waiting until the timeout.
+        """
+        concurrent.futures.wait([self], timeout)
+        return self.is_set()
 
 
 class MessageStream(Generic[FragmentT]):

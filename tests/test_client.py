@@ -217,6 +217,17 @@ async def test_max_size_pair_bounds_each_frame(server: str, compression: str | N
     assert caught.value.rcvd == anyws.Close(1009, "message too big")
 
 
+async def test_recv_refuses_a_bool_for_its_timeout(server_uri: str) -> None:
+    # `websockets`' async recv(decode) takes decode first: recv(False) would otherwise be a
+    # timeout of 0 seconds here, and recv(True) one of a second.
+    async with anyws.connect(server_uri) as ws:
+        for flag in (False, True):
+            with pytest.raises(TypeError, match=rf"recv\(decode={flag}\)"):
+                await ws.recv(flag)
+        await ws.send("nothing was taken")
+        assert await ws.recv() == "nothing was taken"
+
+
 async def test_close_with_a_close_code_name(server_uri: str) -> None:
     # `websockets`' names for close codes; anyws reports plain ints, which equal them.
     async with anyws.connect(server_uri) as ws:

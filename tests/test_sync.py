@@ -8,13 +8,21 @@ import os
 import tempfile
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 
 import anyio
 import pytest
 
 from anyws import ConnectionClosedError, ConnectionClosedOK, InvalidMessageType, State
-from anyws.sync import ClientConnection, connect, open_websocket_sync, reconnecting, unix_connect
-from anyws.testing import ServerConnection, serve
+from anyws.sync import (
+    ClientConnection,
+    PongFuture,
+    connect,
+    open_websocket_sync,
+    reconnecting,
+    unix_connect,
+)
+from anyws.testing import ServerConnection, frame, serve
 
 
 @contextlib.contextmanager
@@ -97,6 +105,51 @@ def test_sync_round_trip(sync_uri: str, backend: str) -> None:
         assert ws.close_reason == "bye"
         with pytest.raises(ConnectionClosedOK):
             ws.send("late")
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_sync_ping_answers_as_the_event_websockets_returns(backend: str) -> None:
+    # `websockets.sync`'s ping() returns a threading.Event: `wait(timeout)` and `is_set()`
+    # work on what anyws returns, which is also the future of the latency.
+    async def handler(connection: ServerConnection) -> None:
+        connection.answer_pings = False
+        await connection.send_raw(frame(0xA, await connection.wait_ping()))  # one pong
+        for _ in range(2):
+            await connection.wait_ping()  # the second and third go unanswered
+        await connection.close()
+
+    with background_server(handler) as uri, connect(uri, backend=backend) as ws:  # type: ignore[arg-type]
+        answered = ws.ping(b"1")
+        assert answered.wait(timeout=10)
+        assert answered.is_set()
+        assert answered.result() >= 0
+        unanswered = ws.ping(b"2")
+        acknowledged_on_close = ws.ping(b"3", ack_on_close=True)
+        assert not unanswered.is_set()
+        # No pong will come once the server closed: neither waits for one (a hang here
+        # would be caught by the hang guard).
+        assert not unanswered.wait()
+        assert acknowledged_on_close.wait()
+        with pytest.raises(ConnectionClosedOK):
+            unanswered.result()
+
+
+def test_pong_future_follows_its_source() -> None:
+    # The ping task's future, cancelled (as when the portal stops first): no pong.
+    source: Future[float] = Future()
+    pong = PongFuture()
+    pong.follow(source)
+    source.cancel()
+    assert pong.cancelled()
+    assert not pong.is_set()
+    assert not pong.wait(0)
+    # Cancelled by its user: the ping task is cancelled too.
+    source = Future()
+    pong = PongFuture(ack_on_close=True)
+    pong.follow(source)
+    assert pong.cancel()
+    assert source.cancelled()
+    assert pong.is_set()
 
 
 def test_sync_iteration_and_errors() -> None:
