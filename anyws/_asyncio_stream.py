@@ -24,6 +24,7 @@ until the buffer is empty.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import sys
 import threading
@@ -385,6 +386,7 @@ class AsyncioStream(anyio.abc.ByteStream):
 
 async def connect(
     *,
+    sock: socket.socket | None = None,
     host: str | None = None,
     port: int | None = None,
     path: str | None = None,
@@ -394,8 +396,9 @@ async def connect(
     local_host: str | None = None,
     happy_eyeballs_delay: float | None = 0.25,
 ) -> AsyncioStream:
-    """Open a TCP (happy eyeballs, RFC 8305) or Unix socket connection, with TLS if
-    `ssl_context` is given. `local_host` and `happy_eyeballs_delay` as in `anyws.Options`.
+    """Open a TCP (happy eyeballs, RFC 8305) or Unix socket connection, or take `sock`, a
+    connected stream socket; with TLS if `ssl_context` is given. `local_host` and
+    `happy_eyeballs_delay` as in `anyws.Options`.
 
     Raises:
         OSError: the connection or the TLS handshake failed.
@@ -406,7 +409,9 @@ async def connect(
     tls: dict[str, Any] = {}
     if ssl_context is not None:
         tls = {"ssl": ssl_context, "server_hostname": server_hostname}
-    if path is not None:
+    if sock is not None:
+        transport, _ = await loop.create_connection(lambda: protocol, sock=sock, **tls)
+    elif path is not None:
         transport, _ = await loop.create_unix_connection(lambda: protocol, path, **tls)
     else:
         assert host is not None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 from collections.abc import Generator, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -23,7 +24,7 @@ from ._handshake import Accepted, ClientHandshake, Redirect
 from ._httpx import join_base_url, open_through_client
 from ._options import ConnectOptions, Options
 from ._protocol import ClientProtocol
-from ._transport import open_transport, resolve_proxy
+from ._transport import open_socket, open_transport, resolve_proxy
 from ._types import Request
 from ._url import WebSocketURI, parse_uri, resolve_redirect
 
@@ -53,15 +54,26 @@ class _WebSocketContext:
         stream: anyio.abc.ByteStream | None = None,
         client: Any = None,
         client_request: Mapping[str, Any] | None = None,
+        sock: socket.socket | None = None,
     ) -> None:
+        given = [
+            name
+            for name, value in (("stream", stream), ("sock", sock), ("client", client))
+            if value is not None
+        ]
+        if len(given) > 1:
+            raise ValueError(
+                f"give one of stream=, sock= or client=, not {given[0]}= and {given[1]}="
+            )
+        if sock is not None:
+            _check_socket(sock, options)
         if client is not None:
-            if stream is not None:
-                raise ValueError("give stream= or client=, not both")
             uri = join_base_url(client, uri)
         self._uri = uri
         self._parsed = parse_uri(uri)
         self._options = options
         self._stream = stream
+        self._sock = sock
         self._client = client
         self._client_request = client_request or {}
         self.http_response: Any = None
@@ -71,11 +83,7 @@ class _WebSocketContext:
         if options.server_hostname is not None and not self._parsed.secure:
             raise ValueError("server_hostname= is only valid with a wss:// URI")
         # Resolved (and checked) at the call; redirects to other hosts resolve again.
-        self._proxy = (
-            None
-            if stream is not None or client is not None
-            else resolve_proxy(options.proxy, self._parsed)
-        )
+        self._proxy = None if given else resolve_proxy(options.proxy, self._parsed)
         self._connection: ClientConnection | None = None
         self._task_group: AbstractAsyncContextManager[TaskSpawner] | None = None
 
@@ -146,9 +154,15 @@ class _WebSocketContext:
                 self._client, uri, handshake, self._client_request
             )
             return stream, accepted, handshake.request
+        # A stream or socket given is the only way to the server the caller chose: a
+        # redirect isn't followed over another connection (as in `websockets`).
+        given = self._stream is not None or self._sock is not None
         for _ in range(MAX_REDIRECTS + 1):
             if self._stream is not None:
                 stream, self._stream = self._stream, None
+            elif self._sock is not None:
+                sock, self._sock = self._sock, None
+                stream = await open_socket(sock, uri, self._options)
             else:
                 proxy = self._proxy
                 if uri is not self._parsed:
@@ -163,6 +177,8 @@ class _WebSocketContext:
             if isinstance(outcome, Accepted):
                 return stream, outcome, handshake.request
             await anyio.aclose_forcefully(stream)
+            if given:
+                raise InvalidStatus(outcome.response)
             target = resolve_redirect(uri, outcome.location)
             try:
                 new_uri = parse_uri(target)
@@ -240,6 +256,7 @@ def open_websocket(
     uri: str,
     *,
     stream: anyio.abc.ByteStream | None = None,
+    sock: socket.socket | None = None,
     client: httpx.AsyncClient | httpx.Client | None = None,
     **options: Unpack[ConnectOptions],
 ) -> _WebSocketContext:
@@ -258,7 +275,13 @@ def open_websocket(
             instead of opening a connection to the URI's host; the URI still gives the
             Host header and the resource. It is closed when the block ends. Its `receive`
             must lose nothing when cancelled, as anyio's streams don't: the heartbeat's
-            deadline interrupts the reader's wait.
+            deadline interrupts the reader's wait. A redirect isn't followed: it raises
+            `InvalidStatus` with the 3xx response.
+        sock: a connected stream socket (TCP, or Unix) to run the WebSocket over, as
+            `websockets`' `sock=`: TLS goes on top for `wss://` (`ssl`, `server_hostname`
+            apply), the URI gives the Host header and the resource, and no proxy is used.
+            anyws owns it from the `async with` on, and closes it when the block ends. A
+            redirect isn't followed: it raises `InvalidStatus` with the 3xx response.
         client: an `httpx.AsyncClient` (or `httpx.Client`) that sends the upgrade
             request: its base URL (`uri` may then be relative, and `http(s)://` means
             `ws(s)://`), headers, cookies, auth, event hooks, proxy and transport apply,
@@ -279,7 +302,7 @@ def open_websocket(
     Raises:
         InvalidURI: at the call, for a malformed or non-ws(s) URI.
         ValueError, TypeError: at the call, for an invalid or unknown option (the message
-            names it).
+            names it), or a `sock` that isn't a connected stream socket.
         OSError: on entering, when the connection fails (refused, unreachable, TLS): the
             same class on both backends, e.g. `ConnectionRefusedError`.
         TimeoutError: on entering, when the handshake takes longer than `open_timeout`.
@@ -288,10 +311,26 @@ def open_websocket(
             `NegotiationError`, `SecurityError`, `InvalidMessage`, `ProxyError`.
         httpx.HTTPError: on entering, with `client=`, when httpx's request fails.
     """
-    return _WebSocketContext(uri, Options.from_kwargs(options), stream, client)
+    return _WebSocketContext(uri, Options.from_kwargs(options), stream, client, sock=sock)
 
 
 connect = open_websocket
+
+
+def _check_socket(sock: socket.socket, options: Options) -> None:
+    """At the call: `sock=` must be a connected stream socket, and no other way to the
+    server may be asked for.
+    """
+    if not isinstance(sock, socket.socket) or sock.type != socket.SOCK_STREAM:
+        raise TypeError(f"sock must be a connected stream socket, not {sock!r}")
+    try:
+        sock.getpeername()
+    except OSError:
+        raise ValueError(f"sock must be connected: {sock!r}") from None
+    if options.unix_socket is not None:
+        raise ValueError("give sock= or unix_socket=, not both")
+    if options.proxy not in (None, True, False):  # a proxy URL
+        raise ValueError("give sock= or proxy=, not both: the socket is the way to the server")
 
 
 def unix_connect(

@@ -184,6 +184,42 @@ async def open_transport(
         stream = await _open_socks(proxy, uri, options)
     else:
         stream = await _open_tunnel(proxy, uri, options)
+    return await _secure(stream, context, hostname)
+
+
+async def open_socket(
+    sock: socket.socket, uri: WebSocketURI, options: Options
+) -> anyio.abc.ByteStream:
+    """Open the stream the handshake goes over on `sock`, a connected stream socket that
+    the caller gave (`open_websocket(sock=)`): with TLS for `wss://`. The stream owns the
+    socket, which is closed if this fails.
+
+    Raises:
+        OSError: the TLS handshake failed.
+    """
+    context = options.ssl_context(uri.secure)
+    hostname = options.server_hostname or uri.host
+    try:
+        if sniffio.current_async_library() == "asyncio":
+            return await asyncio_stream.connect(
+                sock=sock,
+                ssl_context=context,
+                server_hostname=hostname if context is not None else None,
+                read_buffer_limit=options.limits.read_limit,
+            )
+        stream = await anyio.abc.SocketStream.from_socket(sock)
+    except BaseException:
+        sock.close()
+        raise
+    return await _secure(stream, context, hostname)
+
+
+async def _secure(
+    stream: anyio.abc.ByteStream, context: ssl_module.SSLContext | None, hostname: str
+) -> anyio.abc.ByteStream:
+    """`stream` with TLS on top if there is a `context` (closed if TLS fails), else as it
+    is (on trio, through `_lean`).
+    """
     if context is None:
         return _lean(stream)
     try:

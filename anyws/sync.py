@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import socket
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
@@ -334,6 +335,7 @@ def connect(
     uri: str,
     *,
     backend: Literal["asyncio", "trio"] = "asyncio",
+    sock: socket.socket | None = None,
     **options: Unpack[ConnectOptions],
 ) -> Iterator[ClientConnection]:
     """Open a WebSocket connection for blocking use, as the context of a `with` block.
@@ -341,13 +343,15 @@ def connect(
     Args:
         uri: a `ws://` or `wss://` URI.
         backend: the event loop run in the background thread: "asyncio" or "trio".
+        sock: a connected stream socket to run the WebSocket over, as
+            `websockets.sync`'s `sock=` (see `anyws.open_websocket`).
         **options: the options of `anyws.open_websocket`.
 
     Raises:
         InvalidURI: for a malformed URI, as `anyws.open_websocket` (and its other errors:
             OSError, TimeoutError, InvalidHandshake).
     """
-    context = open_websocket(uri, **options)
+    context = open_websocket(uri, sock=sock, **options)
     with (
         start_blocking_portal(backend) as portal,
         portal.wrap_async_context_manager(context) as connection,

@@ -6,10 +6,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import ssl
 import struct
 import sys
 import tempfile
+import urllib.parse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -400,6 +402,95 @@ async def test_unix_connect_with_tls(
         ):
             await ws.send("tls over unix")
             assert await ws.recv() == "tls over unix"
+
+
+# -- a socket of your own (sock=) -------------------------------------------------------
+
+
+@pytest.mark.parametrize("server", ["ours", "websockets"])
+async def test_over_a_socket_of_your_own(server: str) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        if server == "ours":
+            uri = (await stack.enter_async_context(serve())).uri
+        else:
+            uri = await stack.enter_async_context(websockets_server())
+        port = urllib.parse.urlsplit(uri).port
+        assert port is not None
+        sock = socket.create_connection(("127.0.0.1", port))
+        # The URI gives the Host header and the resource; the socket, the way there.
+        async with anyws.connect("ws://example.test/chat", sock=sock) as ws:
+            await ws.send("over my socket")
+            assert await ws.recv() == "over my socket"
+            assert ws.request.headers["Host"] == "example.test"
+            assert ws.request.path == "/chat"
+            assert ws.remote_address[1] == port
+        assert ws.close_code == 1000
+
+
+async def test_tls_over_a_socket_of_your_own(
+    server_ssl_context: ssl.SSLContext, client_ssl_context: ssl.SSLContext
+) -> None:
+    async with websockets_server(ssl_context=server_ssl_context) as uri:
+        port = urllib.parse.urlsplit(uri).port
+        assert port is not None
+        sock = socket.create_connection(("127.0.0.1", port))
+        async with anyws.connect("wss://localhost/", sock=sock, ssl=client_ssl_context) as ws:
+            await ws.send("secure, over my socket")
+            assert await ws.recv() == "secure, over my socket"
+        sock = socket.create_connection(("127.0.0.1", port))
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await connect_and_leave("wss://other.example/", sock=sock, ssl=client_ssl_context)
+        assert sock.fileno() == -1
+
+
+async def test_a_unix_socket_of_your_own() -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "ws.sock")
+        async with websockets_server(unix_path=path):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(path)
+            async with anyws.connect("ws://localhost/", sock=sock) as ws:
+                await ws.send("over my unix socket")
+                assert await ws.recv() == "over my unix socket"
+
+
+@pytest.mark.parametrize("given", ["sock", "stream"])
+async def test_no_redirect_away_from_a_connection_you_gave(given: str, echo_uri: str) -> None:
+    # A redirect would need another connection than the one given: InvalidStatus tells it.
+    reply = http("302 Found", f"Location: {echo_uri}", "Content-Length: 0")
+    async with serve_reply(reply) as port:
+        way: dict[str, Any] = {}
+        if given == "sock":
+            way["sock"] = socket.create_connection(("127.0.0.1", port))
+        else:
+            way["stream"] = await anyio.connect_tcp("127.0.0.1", port)
+        with pytest.raises(InvalidStatus) as info:
+            await connect_and_leave(f"ws://127.0.0.1:{port}/", **way)
+    assert info.value.response.status_code == 302
+    assert info.value.response.headers["Location"] == echo_uri
+
+
+def test_a_socket_of_your_own_is_checked_at_the_call() -> None:
+    with socket.socket() as unconnected, pytest.raises(ValueError, match="must be connected"):
+        anyws.connect("ws://example.com/", sock=unconnected)
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as datagram,
+        pytest.raises(TypeError, match="stream socket"),
+    ):
+        anyws.connect("ws://example.com/", sock=datagram)
+    with pytest.raises(TypeError, match="stream socket"):
+        anyws.connect("ws://example.com/", sock="127.0.0.1:80")  # type: ignore[arg-type]
+    listener = socket.create_server(("127.0.0.1", 0))
+    with listener, socket.create_connection(listener.getsockname()) as sock:
+        others: list[tuple[dict[str, Any], str]] = [
+            ({"unix_socket": "/tmp/x.sock"}, "sock= or unix_socket="),
+            ({"proxy": "http://127.0.0.1:3128"}, "sock= or proxy="),
+            ({"stream": object()}, "not stream= and sock="),
+        ]
+        for other, message in others:
+            with pytest.raises(ValueError, match=message):
+                anyws.connect("ws://example.com/", sock=sock, **other)
+        assert sock.fileno() != -1  # not taken: nothing was opened
 
 
 # -- bulk transfers ---------------------------------------------------------------------

@@ -344,7 +344,7 @@ async def test_the_main_api_takes_a_client_too() -> None:
             assert isinstance(context.http_response, httpx.Response)
         assert ws.close_code == 1000
         assert seen["token"] == "main"
-        with pytest.raises(ValueError, match="not both"):
+        with pytest.raises(ValueError, match="not stream= and client="):
             anyws.connect(uri, client=client, stream=object())  # type: ignore[arg-type]
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import socket
 import tempfile
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import Future
 
@@ -132,6 +134,17 @@ def test_sync_ping_answers_as_the_event_websockets_returns(backend: str) -> None
         assert acknowledged_on_close.wait()
         with pytest.raises(ConnectionClosedOK):
             unanswered.result()
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_sync_over_a_socket_of_your_own(sync_uri: str, backend: str) -> None:
+    port = urllib.parse.urlsplit(sync_uri).port
+    assert port is not None
+    sock = socket.create_connection(("127.0.0.1", port))
+    with connect("ws://example.test/", sock=sock, backend=backend) as ws:  # type: ignore[arg-type]
+        ws.send("over my socket")
+        assert ws.recv() == "over my socket"
+        assert ws.request.headers["Host"] == "example.test"
 
 
 def test_pong_future_follows_its_source() -> None:
