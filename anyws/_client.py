@@ -74,6 +74,7 @@ class _WebSocketContext:
         self._options = options
         self._stream = stream
         self._sock = sock
+        self._given_way = stream is not None or sock is not None
         self._client = client
         self._client_request = client_request or {}
         self.http_response: Any = None
@@ -155,8 +156,13 @@ class _WebSocketContext:
             )
             return stream, accepted, handshake.request
         # A stream or socket given is the only way to the server the caller chose: a
-        # redirect isn't followed over another connection (as in `websockets`).
-        given = self._stream is not None or self._sock is not None
+        # redirect isn't followed over another connection (as in `websockets`), nor is a
+        # second connection opened once it was used.
+        if self._given_way and self._stream is None and self._sock is None:
+            raise RuntimeError(
+                "this open_websocket() context was given a stream or socket, which its "
+                "first connection used and closed: call open_websocket() with a new one"
+            )
         for _ in range(MAX_REDIRECTS + 1):
             if self._stream is not None:
                 stream, self._stream = self._stream, None
@@ -177,7 +183,7 @@ class _WebSocketContext:
             if isinstance(outcome, Accepted):
                 return stream, outcome, handshake.request
             await anyio.aclose_forcefully(stream)
-            if given:
+            if self._given_way:
                 raise InvalidStatus(outcome.response)
             target = resolve_redirect(uri, outcome.location)
             try:

@@ -418,13 +418,18 @@ async def test_over_a_socket_of_your_own(server: str) -> None:
         assert port is not None
         sock = socket.create_connection(("127.0.0.1", port))
         # The URI gives the Host header and the resource; the socket, the way there.
-        async with anyws.connect("ws://example.test/chat", sock=sock) as ws:
+        context = anyws.connect("ws://example.test/chat", sock=sock)
+        async with context as ws:
             await ws.send("over my socket")
             assert await ws.recv() == "over my socket"
             assert ws.request.headers["Host"] == "example.test"
             assert ws.request.path == "/chat"
             assert ws.remote_address[1] == port
         assert ws.close_code == 1000
+        # The socket was used: entering again doesn't connect to example.test instead.
+        with pytest.raises(RuntimeError, match="with a new one"):
+            async with context:
+                pass  # opening fails: the body never runs
 
 
 async def test_tls_over_a_socket_of_your_own(
