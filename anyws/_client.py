@@ -282,7 +282,8 @@ def open_websocket(
             Host header and the resource. It is closed when the block ends. Its `receive`
             must lose nothing when cancelled, as anyio's streams don't: the heartbeat's
             deadline interrupts the reader's wait. A redirect isn't followed: it raises
-            `InvalidStatus` with the 3xx response.
+            `InvalidStatus` with the 3xx response. The context then opens one connection:
+            entering it again raises `RuntimeError` (as with `sock`).
         sock: a connected stream socket (TCP, or Unix) to run the WebSocket over, as
             `websockets`' `sock=`: TLS goes on top for `wss://` (`ssl`, `server_hostname`
             apply), the URI gives the Host header and the resource, and no proxy is used.
