@@ -537,6 +537,73 @@ def picows_client(backend: str) -> dict[str, Workload]:
     return {"w1": w1, "w2": w2, "w3": w3, "w4": w4}
 
 
+# -- the blocking APIs: anyws.sync and websockets.sync -----------------------------------
+
+
+def sync_client(library: str, loop: str | None = None) -> dict[str, Workload]:
+    """A blocking client (`anyws.sync` with its event loop `loop` in a thread of its own,
+    or `websockets.sync`), timed from the bench's event loop, which it blocks: nothing
+    else runs there. W2's sender is a thread, as a script would have it.
+    """
+    import threading
+
+    if library == "anyws":
+        from anyws.sync import connect as anyws_connect
+
+        def connect(uri: str, **options: Any) -> Any:
+            return anyws_connect(uri, backend=loop, **options)  # type: ignore[arg-type]
+    else:
+        from websockets.sync.client import connect
+
+    async def w1(uri: str, n: int) -> tuple[float, float]:
+        with connect(uri) as ws:
+            timer = Timer()
+            for _ in range(n):
+                ws.send(SMALL)
+                ws.recv()
+            return timer.stop()
+
+    async def w2(uri: str, n: int) -> tuple[float, float]:
+        with connect(uri) as ws:
+            timer = Timer()
+
+            def sender() -> None:
+                for _ in range(n):
+                    ws.send(SMALL)
+
+            thread = threading.Thread(target=sender)
+            thread.start()
+            for _ in range(n):
+                ws.recv()
+            thread.join()
+            return timer.stop()
+
+    async def w3(uri: str, n: int) -> tuple[float, float]:
+        with connect(uri, max_size=None) as ws:
+            timer = Timer()
+            for _ in range(n):
+                ws.send(LARGE)
+                ws.recv()
+            return timer.stop()
+
+    async def w4(uri: str, n: int) -> tuple[float, float]:
+        timer = Timer()
+        for _ in range(n):
+            with connect(uri):
+                pass
+        return timer.stop()
+
+    async def w5(uri: str, n: int) -> tuple[float, float]:
+        with connect(uri) as ws:
+            timer = Timer()
+            for _ in range(n):
+                ws.send(json.dumps(DOCUMENT))
+                json.loads(ws.recv())
+            return timer.stop()
+
+    return {"w1": w1, "w2": w2, "w3": w3, "w4": w4, "w5": w5}
+
+
 # -- the floors: no WebSocket library at all ----------------------------------------------
 
 
@@ -820,6 +887,10 @@ CLIENTS: dict[str, tuple[Callable[[str], dict[str, Workload]], str]] = {
     "picows": (picows_client, "asyncio"),
     "floor-asyncio": (floor_client, "asyncio"),
     "floor-trio": (floor_client, "trio"),
+    # The blocking APIs; the bench's own loop (asyncio) only times them.
+    "anyws-sync-asyncio": (lambda _: sync_client("anyws", "asyncio"), "asyncio"),
+    "anyws-sync-trio": (lambda _: sync_client("anyws", "trio"), "asyncio"),
+    "websockets-sync": (lambda _: sync_client("websockets"), "asyncio"),
 }
 
 

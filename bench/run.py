@@ -17,6 +17,8 @@ Two of the clients are floors, not libraries: `floor-asyncio` and `floor-trio` d
 with no WebSocket code at all (write a masked frame, wait for the echo's bytes, slice the
 payload out), on a bare asyncio protocol and on a bare trio socket. They show what the
 event loop and the kernel cost before any client does anything (`w5_floor.py` is W5's).
+Three are the blocking APIs: `anyws-sync-asyncio`, `anyws-sync-trio` (`anyws.sync` with
+that event loop behind it) and `websockets-sync`.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ CLIENTS = [
     "picows",
     "floor-asyncio",
     "floor-trio",
+    "anyws-sync-asyncio",
+    "anyws-sync-trio",
+    "websockets-sync",
 ]
 BASELINE = "websockets-asyncio"
 WORKLOADS = {

@@ -147,6 +147,33 @@ def test_sync_over_a_socket_of_your_own(sync_uri: str, backend: str) -> None:
         assert ws.request.headers["Host"] == "example.test"
 
 
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_sync_calls_after_the_block_raise_connection_closed(sync_uri: str, backend: str) -> None:
+    # As `websockets.sync`: the connection is closed, whatever the thread behind it.
+    with connect(sync_uri, backend=backend) as ws:  # type: ignore[arg-type]
+        ws.send("inside")
+        assert ws.recv() == "inside"
+    with pytest.raises(ConnectionClosedOK):
+        ws.recv()
+    with pytest.raises(ConnectionClosedOK):
+        ws.send("outside")
+    ws.close()  # closed already: nothing to do
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_sync_calls_from_the_event_loop_are_refused(sync_uri: str, backend: str) -> None:
+    # A blocking call made in the loop that would serve it would wait forever.
+    with connect(sync_uri, backend=backend) as ws:  # type: ignore[arg-type]
+
+        async def from_the_loop() -> None:
+            with pytest.raises(RuntimeError, match="from its event loop"):
+                ws.send("deadlock")
+
+        ws._portal.call(from_the_loop)
+        ws.send("from this thread")
+        assert ws.recv() == "from this thread"
+
+
 def test_pong_future_follows_its_source() -> None:
     # The ping task's future, cancelled (as when the portal stops first): no pong.
     source: Future[float] = Future()
