@@ -85,6 +85,11 @@ class _WebSocketContext:
             raise ValueError("server_hostname= is only valid with a wss:// URI")
         # Resolved (and checked) at the call; redirects to other hosts resolve again.
         self._proxy = None if given else resolve_proxy(options.proxy, self._parsed)
+        https_proxy = isinstance(self._proxy, WebSocketURI) and self._proxy.secure
+        if self._proxy is not None and not https_proxy:
+            for name in ("proxy_ssl", "proxy_server_hostname"):
+                if getattr(options, name) is not None:
+                    raise ValueError(f"{name}= only applies to an https:// proxy")
         self._connection: ClientConnection | None = None
         self._task_group: AbstractAsyncContextManager[TaskSpawner] | None = None
 
@@ -124,7 +129,7 @@ class _WebSocketContext:
             # that a connection without debug logging pays nothing per frame.
             trace=logger.debug if logger.isEnabledFor(logging.DEBUG) else None,
         )
-        connection = ClientConnection(
+        connection = (options.create_connection or ClientConnection)(
             stream,
             protocol,
             request=request,
@@ -301,7 +306,8 @@ def open_websocket(
             close_timeout (10), ping_interval (20), ping_timeout (20), max_size (2**20),
             max_queue (32), read_limit (2**16), write_limit (2**16), logger, ssl,
             server_hostname, unix_socket, proxy (True: from the environment), proxy_ssl,
-            local_host, happy_eyeballs_delay (0.25). See `anyws.Options` for what each does.
+            proxy_server_hostname, local_host, happy_eyeballs_delay (0.25),
+            create_connection. See `anyws.Options` for what each does.
 
     Returns:
         An async context manager that yields a `ClientConnection`.

@@ -13,12 +13,15 @@ import ssl as ssl_module
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias, TypedDict
+from typing import TYPE_CHECKING, Any, TypeAlias, TypedDict
 
 from wsproto.extensions import Extension
 
 from ._handshake import DEFAULT_USER_AGENT
 from ._types import HeadersLike
+
+if TYPE_CHECKING:
+    from ._connection import ClientConnection
 
 # A string: LoggerAdapter is subscriptable at run time only from Python 3.11.
 LoggerLike: TypeAlias = "logging.Logger | logging.LoggerAdapter[logging.Logger] | str | None"
@@ -49,8 +52,10 @@ class ConnectOptions(TypedDict, total=False):
     unix_socket: str | os.PathLike[str] | None
     proxy: str | bool | None
     proxy_ssl: ssl_module.SSLContext | None
+    proxy_server_hostname: str | None
     local_host: str | None
     happy_eyeballs_delay: float | None
+    create_connection: type[ClientConnection] | None
 
 
 @dataclass(frozen=True)
@@ -103,11 +108,15 @@ class Options:
         proxy: an `http://` or `https://` proxy URL to tunnel through with CONNECT; True
             uses HTTPS_PROXY/HTTP_PROXY/NO_PROXY from the environment; None: no proxy.
         proxy_ssl: the `SSLContext` for an `https://` proxy (default: verified).
+        proxy_server_hostname: the TLS server name of an `https://` proxy, if it differs
+            from the proxy URL's host.
         local_host: the local address (or a name resolving to it) to bind the TCP
             socket to before connecting, e.g. to pick an interface; None: any.
         happy_eyeballs_delay: seconds before trying the next address while the previous
             attempt is still pending (RFC 8305); None tries one address at a time, as
             uvloop's event loop always does (it has no such option).
+        create_connection: a subclass of `ClientConnection` to make the connection with
+            (methods of your own on it), as in `websockets`; None: `ClientConnection`.
     """
 
     additional_headers: HeadersLike | None = None
@@ -131,8 +140,10 @@ class Options:
     unix_socket: str | os.PathLike[str] | None = None
     proxy: str | bool | None = True
     proxy_ssl: ssl_module.SSLContext | None = None
+    proxy_server_hostname: str | None = None
     local_host: str | None = None
     happy_eyeballs_delay: float | None = 0.25
+    create_connection: type[ClientConnection] | None = None
 
     @classmethod
     def from_kwargs(cls, options: Mapping[str, Any]) -> Options:
@@ -169,13 +180,30 @@ class Options:
             raise TypeError("subprotocols must be a sequence of non-empty str")
         if not all(isinstance(ext, Extension) for ext in self.extensions or ()):
             raise TypeError("extensions must be a sequence of wsproto.extensions.Extension")
-        for name in ("user_agent_header", "origin", "server_hostname", "local_host"):
+        for name in (
+            "user_agent_header",
+            "origin",
+            "server_hostname",
+            "proxy_server_hostname",
+            "local_host",
+        ):
             if not isinstance(getattr(self, name), (str, type(None))):
                 raise TypeError(f"{name} must be a str or None")
         if self.ssl is not None and not isinstance(self.ssl, (bool, ssl_module.SSLContext)):
             raise TypeError("ssl must be an ssl.SSLContext, True, or None")
         if self.proxy_ssl is not None and not isinstance(self.proxy_ssl, ssl_module.SSLContext):
             raise TypeError("proxy_ssl must be an ssl.SSLContext or None")
+        if self.create_connection is not None:
+            from ._connection import ClientConnection  # here: it imports this module
+
+            if not (
+                isinstance(self.create_connection, type)
+                and issubclass(self.create_connection, ClientConnection)
+            ):
+                raise TypeError(
+                    f"create_connection must be a subclass of anyws.ClientConnection, "
+                    f"not {self.create_connection!r}"
+                )
         if self.proxy is not None and not isinstance(self.proxy, (str, bool)):
             raise TypeError("proxy must be a proxy URL, True, False or None")
         self.limits  # noqa: B018 (checked at the call, computed once)

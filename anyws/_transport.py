@@ -377,7 +377,7 @@ async def _open_tunnel(
         if proxy.secure:
             stream = await TLSStream.wrap(
                 stream,
-                hostname=proxy.host,
+                hostname=options.proxy_server_hostname or proxy.host,
                 ssl_context=proxy_ssl or ssl_module.create_default_context(),
                 standard_compatible=False,
             )

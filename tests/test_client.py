@@ -843,6 +843,39 @@ async def test_https_proxy_with_interim_response(
     assert len(seen) == 1
 
 
+async def test_https_proxy_server_hostname(
+    echo_uri: str, server_ssl_context: ssl.SSLContext, client_ssl_context: ssl.SSLContext
+) -> None:
+    # As `websockets`' proxy_server_hostname: the name TLS checks the proxy's certificate
+    # against, when the proxy URL's host isn't it.
+    from anyio.streams.tls import TLSStream
+
+    seen: list[bytes] = []
+
+    async def tls_proxy(stream: anyio.abc.SocketStream) -> None:
+        with contextlib.suppress(ssl.SSLError, anyio.BrokenResourceError, anyio.EndOfStream):
+            wrapped = await TLSStream.wrap(stream, server_side=True, ssl_context=server_ssl_context)
+            await connect_proxy(wrapped, seen)
+
+    async with raw_server(tls_proxy) as proxy_port:
+        proxy = f"https://127.0.0.1:{proxy_port}"
+        options: dict[str, Any] = {"proxy": proxy, "proxy_ssl": client_ssl_context}
+        async with anyws.connect(echo_uri, proxy_server_hostname="localhost", **options) as ws:
+            await ws.send("named proxy")
+            assert await ws.recv() == "named proxy"
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await connect_and_leave(echo_uri, proxy_server_hostname="other.example", **options)
+    assert len(seen) == 1
+
+
+@pytest.mark.parametrize("name", ["proxy_ssl", "proxy_server_hostname"])
+async def test_proxy_tls_options_need_an_https_proxy(name: str, echo_uri: str) -> None:
+    value: Any = ssl.create_default_context() if name == "proxy_ssl" else "localhost"
+    with pytest.raises(ValueError, match=f"{name}= only applies to an https:// proxy"):
+        anyws.connect(echo_uri, proxy="http://127.0.0.1:3128", **{name: value})
+    anyws.connect(echo_uri, proxy=None, **{name: value})  # no proxy: nothing to apply to
+
+
 async def test_proxy_from_environment(echo_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[bytes] = []
     async with raw_server(lambda stream: connect_proxy(stream, seen)) as proxy_port:
@@ -948,6 +981,22 @@ async def test_invalid_options_fail_at_the_call(
 ) -> None:
     with pytest.raises(error, match=name):
         anyws.connect("ws://example.com/", **options)
+
+
+class Shouting(anyws.ClientConnection):
+    """A connection with a method of its own, as `websockets`' create_connection= makes."""
+
+    async def shout(self, text: str) -> None:
+        await self.send(text.upper())
+
+
+async def test_create_connection_makes_the_connection_with_a_subclass(server_uri: str) -> None:
+    async with anyws.connect(server_uri, create_connection=Shouting) as ws:
+        assert isinstance(ws, Shouting)
+        await ws.shout("hello")
+        assert await ws.recv() == "HELLO"
+    with pytest.raises(TypeError, match="create_connection must be a subclass"):
+        anyws.connect(server_uri, create_connection=object)  # type: ignore[arg-type]
 
 
 async def test_limit_pairs_and_logger_name(echo_uri: str) -> None:

@@ -85,6 +85,8 @@ def test_sync_round_trip(sync_uri: str, backend: str) -> None:
         assert ws.recv(decode=False) == "é".encode()
         ws.send(b"\xc3\xa9")
         assert ws.recv(decode=True) == "é"
+        ws.send("é")
+        assert ws.recv(5, False) == "é".encode()  # websockets.sync's order
         ws.send_bytes(b"x")
         with pytest.raises(InvalidMessageType):
             ws.receive_text()
