@@ -8,6 +8,7 @@ import os
 import socket
 import tempfile
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -174,6 +175,35 @@ def test_sync_calls_from_the_event_loop_are_refused(sync_uri: str, backend: str)
         ws._portal.call(from_the_loop)
         ws.send("from this thread")
         assert ws.recv() == "from this thread"
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_sync_threads_send_and_close_while_another_receives(sync_uri: str, backend: str) -> None:
+    # As with `websockets.sync`: one thread receives, others send and close.
+    with connect(sync_uri, backend=backend) as ws:  # type: ignore[arg-type]
+        received: list[object] = []
+        echoed = threading.Event()
+
+        def receive() -> None:
+            try:
+                while True:
+                    received.append(ws.recv())
+                    echoed.set()
+            except ConnectionClosedOK as exc:
+                received.append(exc)
+
+        receiver = threading.Thread(target=receive)
+        receiver.start()
+        while not ws._connection._receiving:  # until it waits in recv()
+            time.sleep(0)  # polls the flag, letting the other threads run
+        sender = threading.Thread(target=ws.send, args=("from another thread",))
+        sender.start()
+        sender.join()
+        echoed.wait()
+        ws.close()
+        receiver.join()
+    assert received[0] == "from another thread"
+    assert isinstance(received[1], ConnectionClosedOK)
 
 
 def test_pong_future_follows_its_source() -> None:
