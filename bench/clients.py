@@ -555,13 +555,16 @@ def sync_client(library: str, loop: str | None = None) -> dict[str, Workload]:
     else:
         from websockets.sync.client import connect
 
-    async def w1(uri: str, n: int) -> tuple[float, float]:
-        with connect(uri) as ws:
+    def request_response(uri: str, n: int, message: bytes, **options: Any) -> tuple[float, float]:
+        with connect(uri, **options) as ws:
             timer = Timer()
             for _ in range(n):
-                ws.send(SMALL)
+                ws.send(message)
                 ws.recv()
             return timer.stop()
+
+    async def w1(uri: str, n: int) -> tuple[float, float]:
+        return request_response(uri, n, SMALL)
 
     async def w2(uri: str, n: int) -> tuple[float, float]:
         with connect(uri) as ws:
@@ -579,12 +582,7 @@ def sync_client(library: str, loop: str | None = None) -> dict[str, Workload]:
             return timer.stop()
 
     async def w3(uri: str, n: int) -> tuple[float, float]:
-        with connect(uri, max_size=None) as ws:
-            timer = Timer()
-            for _ in range(n):
-                ws.send(LARGE)
-                ws.recv()
-            return timer.stop()
+        return request_response(uri, n, LARGE, max_size=None)
 
     async def w4(uri: str, n: int) -> tuple[float, float]:
         timer = Timer()

@@ -12,7 +12,7 @@ import struct
 import sys
 import tempfile
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,22 @@ from anyws.testing import ClientGone, RawResponse, ServerConnection, frame, serv
 from .conftest import raw_server, read_request, request_key, websockets_server
 
 pytestmark = pytest.mark.anyio
+
+
+async def serve_either(
+    stack: contextlib.AsyncExitStack,
+    server: str,
+    ours: Callable[[ServerConnection], Awaitable[None]] | None = None,
+    theirs: Callable[[Any], None] | None = None,
+) -> str:
+    """Start, for the rest of `stack`, our test server running `ours` or (`server` is
+    "websockets") the `websockets` server running `theirs`, each an echo by default;
+    return its URI.
+    """
+    if server == "ours":
+        handler: dict[str, Any] = {} if ours is None else {"handler": ours}
+        return (await stack.enter_async_context(serve(**handler))).uri
+    return await stack.enter_async_context(websockets_server(theirs))
 
 
 async def connect_and_leave(uri: str, **options: Any) -> None:
@@ -165,10 +181,7 @@ async def test_messages_in_one_byte_frames_take_little_memory(server: str) -> No
         ws.close()
 
     async with contextlib.AsyncExitStack() as stack:
-        if server == "ours":
-            uri = (await stack.enter_async_context(serve(ours))).uri
-        else:
-            uri = await stack.enter_async_context(websockets_server(theirs))
+        uri = await serve_either(stack, server, ours, theirs)
         async with anyws.connect(uri, max_queue=None, compression=None) as ws:
             await ws.wait_closed()  # everything arrived and is queued
             # The queue itself: what the connection holds.
@@ -204,10 +217,7 @@ async def test_max_size_pair_bounds_each_frame(server: str, compression: str | N
             ws.recv()
 
     async with contextlib.AsyncExitStack() as stack:
-        if server == "ours":
-            uri = (await stack.enter_async_context(serve(ours))).uri
-        else:
-            uri = await stack.enter_async_context(websockets_server(theirs))
+        uri = await serve_either(stack, server, ours, theirs)
         async with anyws.connect(uri, max_size=(None, 1000), compression=compression) as ws:
             assert await ws.recv() == b"".join(parts)
             with pytest.raises(ConnectionClosedError) as caught:
@@ -410,10 +420,7 @@ async def test_unix_connect_with_tls(
 @pytest.mark.parametrize("server", ["ours", "websockets"])
 async def test_over_a_socket_of_your_own(server: str) -> None:
     async with contextlib.AsyncExitStack() as stack:
-        if server == "ours":
-            uri = (await stack.enter_async_context(serve())).uri
-        else:
-            uri = await stack.enter_async_context(websockets_server())
+        uri = await serve_either(stack, server)
         port = urllib.parse.urlsplit(uri).port
         assert port is not None
         sock = socket.create_connection(("127.0.0.1", port))
